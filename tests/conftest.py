@@ -1,0 +1,91 @@
+"""Shared fixtures: a fresh database on SQLite (a real file) and on a real PostgreSQL.
+
+PostgreSQL tests need the server binaries (Debian's `postgresql` package). Locally they
+skip, saying why, when those are missing; under CI (CI=true) a missing server fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from tests.pg_server import PostgresUnavailable, running_server
+from worker.db.engine import make_engine, upgrade
+from worker.policy import Policy, load_policy
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    try:
+        with running_server() as url:
+            yield url
+    except PostgresUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {error}")
+        pytest.skip(f"PostgreSQL tests skipped locally: {error}")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> str:
+    """A migrated database that every PostgreSQL test copies (CREATE DATABASE … TEMPLATE)."""
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("CREATE DATABASE worker_template"))
+    admin.dispose()
+    url = postgres_server.rsplit("/", 1)[0] + "/worker_template"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _fresh_postgres(server: str, template: str | None) -> str:
+    name = f"worker_test_{os.getpid()}_{next(_counter)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        suffix = " TEMPLATE worker_template" if template else ""
+        connection.execute(text(f"CREATE DATABASE {name}{suffix}"))
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty database (no schema) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'worker.db'}"
+    server = request.getfixturevalue("postgres_server")
+    return _fresh_postgres(server, None)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new database with the schema migrated, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'worker.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    server = request.getfixturevalue("postgres_server")
+    request.getfixturevalue("postgres_template")
+    return _fresh_postgres(server, "worker_template")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy()

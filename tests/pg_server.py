@@ -1,0 +1,87 @@
+"""A throwaway PostgreSQL server for the test session, started from Debian's binaries.
+
+pytest-postgresql refuses to run as root, and these machines run everything as root, so
+the server is started here as the `postgres` user on a free loopback port, in a fresh
+data directory, and stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL binaries on this machine."""
+
+
+def _bin_dir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if not candidates:
+        found = shutil.which("initdb")
+        if not found:
+            raise PostgresUnavailable("PostgreSQL is not installed (no initdb found)")
+        return Path(found).parent
+    return Path(candidates[0]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[str]:
+    """Yield the URL of a fresh server's `postgres` database; stop it afterwards."""
+    bin_dir = _bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="worker-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = _free_port()
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                      "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
+        check=True, capture_output=True,
+    )
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+                      "-l", str(root / "server.log"), "-w", "start"]),
+        check=True, capture_output=True,
+    )
+    try:
+        _wait_for(port)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            check=False, capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"PostgreSQL did not start on port {port}")

@@ -1,0 +1,34 @@
+"""The schema migrates on both backends and keeps timestamps timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, insert, select
+
+from worker.db.engine import current_revision, ensure_schema, head_revision, make_engine
+from worker.db.schema import Pass
+
+
+def test_upgrade_reaches_head_and_is_idempotent(empty_database_url: str) -> None:
+    """`db upgrade` creates the schema once and a second run changes nothing."""
+    engine = make_engine(empty_database_url)
+    ensure_schema(engine)
+    ensure_schema(engine)
+    assert head_revision() == current_revision(engine)
+    engine.dispose()
+
+
+def test_timestamps_come_back_aware_in_utc(engine: Engine) -> None:
+    """08:00+01:00 is stored as 07:00 UTC and read back with its offset, on both backends."""
+    moment = datetime(2027, 3, 1, 8, 0, tzinfo=timezone(timedelta(hours=1)))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Pass.__table__).values(
+                started_at=moment, as_of=moment, trigger="once", counts={}, errors=[],
+                dry_run=False, outcome="done",
+            )
+        )
+        stored = connection.execute(select(Pass.__table__.c.as_of)).scalar_one()
+    assert stored == moment
+    assert stored.utcoffset() == timedelta(0)

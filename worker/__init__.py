@@ -1,0 +1,3 @@
+"""Scheduled renewal and notification worker for software resellers."""
+
+__version__ = "0.1.0"

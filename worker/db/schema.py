@@ -1,0 +1,212 @@
+"""The tables. Rules never see these: queries turn rows into frozen snapshots.
+
+Every derived column (status, bucket, payment standing, code status) is written by a
+pass only; imports write the facts. `next_check_at` is the earliest instant at which a
+record may change: a pass selects `next_check_at <= T` through its index, so its cost
+follows the number of due records, not the size of the portfolio. An import resets it
+to EPOCH so that the next pass looks at the record again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.db.types import UtcDateTime
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = String(64)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy's own hook
+        datetime: UtcDateTime(),
+        date: Date(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Reseller(Base):
+    __tablename__ = "resellers"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320))
+    sender_name: Mapped[str] = mapped_column(String(300))
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    account_managers: Mapped[list[Any]] = mapped_column(default=list)
+    next_digest_at: Mapped[datetime] = mapped_column(default=EPOCH, index=True)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        Index(None, "reseller_id", "payment_standing"),
+        Index(None, "reseller_id", "invitation_status"),
+    )
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    reseller_id: Mapped[str] = mapped_column(ForeignKey("resellers.id"))
+    name: Mapped[str] = mapped_column(String(300))
+    segment: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    managed_by: Mapped[str | None] = mapped_column(Id)
+    admins: Mapped[list[Any]] = mapped_column(default=list)
+    account_state: Mapped[str] = mapped_column(String(16), default="active")
+    invitation_status: Mapped[str | None] = mapped_column(String(16))
+    invitation_sent_at: Mapped[datetime | None]
+    # Derived by passes.
+    payment_standing: Mapped[str] = mapped_column(String(16), default="current")
+    payment_episode: Mapped[str | None] = mapped_column(Id)
+    payment_since: Mapped[date | None]
+    late_notice_barred: Mapped[str | None] = mapped_column(Id)
+    next_check_at: Mapped[datetime] = mapped_column(default=EPOCH, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index(None, "reseller_id", "bucket", "status_since"),)
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    reseller_id: Mapped[str] = mapped_column(ForeignKey("resellers.id"))
+    product: Mapped[str] = mapped_column(String(200))
+    licences: Mapped[int] = mapped_column(Integer, default=0)
+    start_date: Mapped[date]
+    anniversary_date: Mapped[date]
+    anchor_day: Mapped[int] = mapped_column(Integer)
+    term_months: Mapped[int] = mapped_column(Integer)
+    first_term_extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
+    renewal_ordered_on: Mapped[date | None]
+    renewal_years: Mapped[int | None] = mapped_column(Integer)
+    renewal_spent_through: Mapped[date | None]
+    pending_term_months: Mapped[int | None] = mapped_column(Integer)
+    pending_due_ad: Mapped[date | None]
+    # Derived by passes.
+    status: Mapped[str] = mapped_column(String(24), default="pending_start")
+    status_since: Mapped[date | None]
+    bucket: Mapped[str] = mapped_column(String(16), default="not_started")
+    next_check_at: Mapped[datetime] = mapped_column(default=EPOCH, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PurchaseAuthorization(Base):
+    __tablename__ = "purchase_authorizations"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    requested_on: Mapped[date]
+    paid_on: Mapped[date | None]
+
+
+class ResellerChangeCode(Base):
+    __tablename__ = "reseller_change_codes"
+    __table_args__ = (Index(None, "reseller_id", "issued_at"),)
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    reseller_id: Mapped[str] = mapped_column(ForeignKey("resellers.id"))
+    issued_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    # Derived by passes.
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    next_check_at: Mapped[datetime] = mapped_column(default=EPOCH, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Pass(Base):
+    """One evaluation of every rule at one moment (`as_of`)."""
+
+    __tablename__ = "passes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    as_of: Mapped[datetime]
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Transition(Base):
+    """The audit trail: every derived value a pass changed, with the date it took effect."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (Index(None, "record_type", "record_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("passes.id"), index=True)
+    record_type: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[str] = mapped_column(Id)
+    field: Mapped[str] = mapped_column(String(24))
+    from_value: Mapped[str | None] = mapped_column(String(24))
+    to_value: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(64))
+    effective_on: Mapped[date]
+    effective_at: Mapped[datetime | None]
+
+
+class Notification(Base):
+    """A notice to one audience. The unique key makes "once" a database fact."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("kind", "ref", "occasion", "audience"),
+        Index(None, "ref", "status"),
+        Index(None, "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(Id)
+    occasion: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16))
+    occasion_date: Mapped[date]
+    reseller_id: Mapped[str] = mapped_column(Id)
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    locale: Mapped[str] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime]
+    pass_id: Mapped[int | None] = mapped_column(ForeignKey("passes.id"))
+    not_before: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(200))
+
+
+metadata = Base.metadata

@@ -1,0 +1,28 @@
+"""The few exception types callers act on, each carrying what the caller needs."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base of the worker's own errors."""
+
+
+class ConfigError(WorkerError):
+    """A setting or policy value is wrong; the message names the key. Exit status 2."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class ImportRejected(WorkerError):
+    """An import file was refused as a whole; `errors` lists every problem with its path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the import file")
+        self.errors = errors
+
+
+class RecordError(WorkerError):
+    """One stored record cannot be evaluated; the pass names it, skips it and goes on."""

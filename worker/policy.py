@@ -1,0 +1,192 @@
+"""Business policy: DOMAIN.md's numbers, from `config/policy.toml` and `WORKER_CONFIG`.
+
+Resolved once at the boundary into a frozen, validated object; rules receive it as an
+argument and never read files or the environment themselves.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from worker.errors import ConfigError
+from worker.resources import resource_dir
+
+Days = Annotated[StrictInt, Field(ge=0)]
+PositiveDays = Annotated[StrictInt, Field(gt=0)]
+SEGMENTS = ("commercial", "education", "government")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _parse_clock(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a time of day as \"HH:MM\"")
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a time of day: {value!r} (expected \"HH:MM\")") from None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+class RenewalPolicy(_Section):
+    upcoming_days_before: Days = 45
+    window_days_before: Days = 30
+    reminder_days_before: tuple[Days, ...] = (7, 1)
+    notice_min_term_months: PositiveDays = 12
+    after_extended_term_months: PositiveDays = 12
+    max_term_months: dict[str, PositiveDays] = Field(
+        default_factory=lambda: {"commercial": 36, "education": 48, "government": 48}
+    )
+
+    @field_validator("max_term_months")
+    @classmethod
+    def _segments(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(SEGMENTS))
+        if unknown:
+            raise ValueError(f"unknown segment {unknown[0]!r}")
+        missing = sorted(set(SEGMENTS) - set(value))
+        if missing:
+            raise ValueError(f"missing segment {missing[0]!r}")
+        return value
+
+    def notice_offsets(self) -> tuple[tuple[int, str], ...]:
+        """(days before AD, kind) of the renewal family, earliest first."""
+        offsets = {self.upcoming_days_before: "renewal_upcoming"}
+        for days in self.reminder_days_before:
+            offsets.setdefault(days, "renewal_reminder")
+        offsets[self.window_days_before] = "renewal_window_open"
+        return tuple(sorted(offsets.items(), key=lambda item: -item[0]))
+
+
+class GracePolicy(_Section):
+    lapse_after_days: Days = 14
+    ending_notice_days_before_lapse: Days = 3
+
+
+class PaymentPolicy(_Section):
+    late_after_days: PositiveDays = 31
+    suspended_after_days: PositiveDays = 61
+
+
+class CodePolicy(_Section):
+    valid_hours: PositiveDays = 72
+    expiring_notice_hours_before: Days = 24
+    max_per_reseller_per_day: PositiveDays = 5
+
+
+class InvitationPolicy(_Section):
+    reminder_days_after: tuple[PositiveDays, ...] = (7, 14)
+
+
+class CatchUpPolicy(_Section):
+    horizon_days: Days = 30
+
+
+class BucketPolicy(_Section):
+    to_renew_within_days: Days = 90
+    recently_lapsed_days: Days = 30
+
+
+class DigestPolicy(_Section):
+    send_from: time = time(8, 0)
+    max_listed_per_group: Days = 50
+
+    _clock = field_validator("send_from", mode="before")(_parse_clock)
+
+
+class SendWindowPolicy(_Section):
+    start: time = time(8, 0)
+    end: time = time(20, 0)
+
+    _clock = field_validator("start", "end", mode="before")(_parse_clock)
+
+
+class SchedulePolicy(_Section):
+    timezone: str = "UTC"
+    pass_every_minutes: PositiveDays = 15
+    forecast_pass_at: time = time(12, 0)
+
+    _zone = field_validator("timezone")(_check_zone)
+    _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
+
+
+class SenderPolicy(_Section):
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+
+    _zone = field_validator("default_timezone")(_check_zone)
+
+
+class Policy(_Section):
+    renewal: RenewalPolicy = RenewalPolicy()
+    grace: GracePolicy = GracePolicy()
+    payment: PaymentPolicy = PaymentPolicy()
+    codes: CodePolicy = CodePolicy()
+    invitations: InvitationPolicy = InvitationPolicy()
+    catch_up: CatchUpPolicy = CatchUpPolicy()
+    buckets: BucketPolicy = BucketPolicy()
+    digest: DigestPolicy = DigestPolicy()
+    send_window: SendWindowPolicy = SendWindowPolicy()
+    schedule: SchedulePolicy = SchedulePolicy()
+    sender: SenderPolicy = SenderPolicy()
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(what, f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(what, f"{path} is not valid TOML ({error})") from None
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def build_policy(values: dict[str, Any]) -> Policy:
+    """Validate a nested mapping into a Policy, or raise ConfigError naming the key."""
+    try:
+        return Policy.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(_key_of(first["loc"]), message) from None
+
+
+def load_policy(override_file: Path | None = None) -> Policy:
+    """The defaults of `config/policy.toml`, overridden by `override_file` if given."""
+    values = _read_toml(resource_dir("config") / "policy.toml", "config/policy.toml")
+    if override_file is not None:
+        values = _merge(values, _read_toml(override_file, "WORKER_CONFIG"))
+    return build_policy(values)
