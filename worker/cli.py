@@ -1,0 +1,218 @@
+"""The `renewal-worker` command (also `python -m worker`): CONTRACT.md's interface.
+
+This is the edge: it reads the environment and the clock once, resolves settings and
+policy into frozen objects, and hands them down. Exit status: 0 done, 2 bad input or
+configuration, 3 done but some records could not be processed, 1 anything else.
+Machine-readable output goes to stdout alone; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Engine
+
+from worker.errors import ConfigError, ImportRejected
+from worker.policy import Policy, load_policy
+from worker.settings import Settings, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+log = structlog.get_logger("worker.cli")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BadInput(Exception):
+    """A command-line value is wrong: exit 2 with this message."""
+
+
+def _moment(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--as-of: not an ISO 8601 moment: {text!r}") from None
+    if value.tzinfo is None:
+        raise BadInput(f"--as-of: {text!r} has no offset (add Z or +HH:MM)")
+    return value.astimezone(UTC)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--from: not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="renewal-worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"], help="create or migrate the schema")
+
+    load = commands.add_parser("import", help="load or update records from a JSON file")
+    load.add_argument("file", type=Path)
+    load.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+
+    run = commands.add_parser("run", help="one full pass")
+    run.add_argument("--once", action="store_true", required=True)
+    run.add_argument("--as-of", type=str, help="the pass's moment (ISO 8601 with offset)")
+    run.add_argument("--dry-run", action="store_true", help="write and send nothing")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    commands.add_parser("start", help="the long-running service")
+
+    export = commands.add_parser("export", help="the state as the last pass left it")
+    export.add_argument("--format", choices=["json", "csv"], default="json")
+
+    forecast = commands.add_parser("forecast", help="simulate one pass a day, change nothing")
+    forecast.add_argument("--days", type=int, required=True)
+    forecast.add_argument("--from", dest="first_day", type=str)
+    forecast.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    status = commands.add_parser("status", help="the dashboard as the last pass left it")
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from worker.logs import configure_logging
+
+    configure_logging(level=args.log_level)
+    try:
+        settings = load_settings(os.environ)
+        policy = load_policy(settings.worker_config)
+        return _COMMANDS[args.command](args, settings, policy)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImportRejected as error:
+        print(f"import refused, nothing was written ({len(error.errors)} error(s)):",
+              file=sys.stderr)
+        for line in error.errors:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as error:
+        log.exception("command_failed", command=args.command)
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _engine(settings: Settings) -> Engine:
+    from worker.db.engine import ensure_schema, make_engine
+
+    engine = make_engine(settings.database_url)
+    ensure_schema(engine)
+    return engine
+
+
+def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.db.engine import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    print("schema is up to date", file=sys.stderr)
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.importer import import_file
+
+    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run)
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {args.file}: {report}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.passes import run_pass
+    from worker.progress import terminal_progress
+
+    moment = _moment(args.as_of) if args.as_of else utc_now()
+    engine = _engine(settings)
+    with terminal_progress() as progress:
+        summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
+                           progress=progress)
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+    else:
+        from worker.summary import render_summary
+
+        print(render_summary(summary))
+    return EXIT_PARTIAL if summary.errors else EXIT_OK
+
+
+def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.passes import run_pass
+    from worker.service import serve
+
+    engine = _engine(settings)
+    serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
+                                   clock=utc_now), utc_now)
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.export import export_csv, export_state
+
+    with _engine(settings).connect() as connection:
+        state = export_state(connection)
+    if args.format == "csv":
+        sys.stdout.write(export_csv(state))
+    else:
+        print(json.dumps(state, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _forecast(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.forecast import forecast
+    from worker.summary import forecast_csv, forecast_table
+
+    if args.days < 1:
+        raise BadInput("--days: must be 1 or more")
+    zone = ZoneInfo(policy.schedule.timezone)
+    first_day = _day(args.first_day) if args.first_day else utc_now().astimezone(zone).date()
+    report = forecast(_engine(settings), policy, first_day, args.days)
+    render: dict[str, Callable[[list[dict[str, Any]]], str]] = {
+        "json": lambda days: json.dumps({"days": days}, indent=2, ensure_ascii=False) + "\n",
+        "csv": forecast_csv, "table": forecast_table,
+    }
+    sys.stdout.write(render[args.format](report))
+    return EXIT_PARTIAL if any(day["errors"] for day in report) else EXIT_OK
+
+
+def _status(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.db.dashboard import dashboard
+    from worker.summary import render_dashboard
+
+    with _engine(settings).connect() as connection:
+        board = dashboard(connection)
+    if args.format == "json":
+        print(json.dumps(board, indent=2))
+    else:
+        print(render_dashboard(board))
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Policy], int]] = {
+    "db": _db, "import": _import, "run": _run, "start": _start, "export": _export,
+    "forecast": _forecast, "status": _status,
+}

@@ -1,0 +1,84 @@
+"""Aggregates over the stored state: the digest's groups and the `status` dashboard.
+
+They read only what passes stored (buckets, standings), through indexed columns, so the
+cost follows the groups' sizes and nothing is recomputed from the clock.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, ColumnElement, and_, func, or_, select
+
+from worker.db.schema import Customer, Notification, Subscription
+from worker.rules.digest import GROUPS, Group
+
+SUBSCRIPTIONS = Subscription.__table__
+CUSTOMERS = Customer.__table__
+NOTIFICATIONS = Notification.__table__
+
+
+def _subscription_groups(today: date, recently: int) -> dict[str, ColumnElement[bool]]:
+    s = SUBSCRIPTIONS.c
+    return {
+        "to_renew": and_(s.bucket == "to_renew", s.status != "ready_for_renewal"),
+        "ready_for_renewal": and_(s.bucket == "to_renew", s.status == "ready_for_renewal"),
+        "in_grace": s.bucket == "expired",
+        "lapsed": and_(s.bucket == "lapsed", s.status_since >= today - timedelta(days=recently)),
+        "not_started": s.bucket == "not_started",
+        "renewed": s.bucket == "renewed",
+    }
+
+
+def _customer_groups() -> dict[str, ColumnElement[bool]]:
+    c = CUSTOMERS.c
+    return {
+        "late_payment": c.payment_standing == "late",
+        "suspended": or_(c.payment_standing == "suspended", c.account_state == "suspended"),
+        "pending_invitations": c.invitation_status == "pending",
+    }
+
+
+def digest_groups(
+    connection: Connection, reseller_id: str, today: date, recently: int, listed: int
+) -> tuple[Group, ...]:
+    """The digest's groups for one reseller, in the order of `rules.digest.GROUPS`."""
+    s, c = SUBSCRIPTIONS.c, CUSTOMERS.c
+    found: dict[str, Group] = {}
+    for key, condition in _subscription_groups(today, recently).items():
+        where = and_(s.reseller_id == reseller_id, condition)
+        count = connection.scalar(select(func.count()).select_from(SUBSCRIPTIONS).where(where))
+        rows = connection.execute(
+            select(c.id, c.name, s.id.label("sid"), s.product, s.anniversary_date)
+            .join(CUSTOMERS, c.id == s.customer_id).where(where)
+            .order_by(s.anniversary_date, s.id).limit(listed)
+        )
+        entries = tuple({"customer_id": r.id, "customer": r.name, "subscription_id": r.sid,
+                         "product": r.product, "anniversary_date": r.anniversary_date.isoformat()}
+                        for r in rows)
+        found[key] = Group(key, int(count or 0), entries)
+    for key, condition in _customer_groups().items():
+        where = and_(c.reseller_id == reseller_id, condition)
+        count = connection.scalar(select(func.count()).select_from(CUSTOMERS).where(where))
+        rows = connection.execute(select(c.id, c.name).where(where).order_by(c.name, c.id)
+                                  .limit(listed))
+        entries = tuple({"customer_id": r.id, "customer": r.name} for r in rows)
+        found[key] = Group(key, int(count or 0), entries)
+    return tuple(found[key] for key in GROUPS)
+
+
+def dashboard(connection: Connection) -> dict[str, Any]:
+    """Subscriptions per bucket, customers per standing, notices per delivery state."""
+    s, c, n = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c
+    return {
+        "subscriptions": dict(
+            connection.execute(select(s.bucket, func.count()).group_by(s.bucket)).tuples().all()
+        ),
+        "customers": dict(connection.execute(
+            select(c.payment_standing, func.count()).group_by(c.payment_standing)
+        ).tuples().all()),
+        "notifications": dict(
+            connection.execute(select(n.status, func.count()).group_by(n.status)).tuples().all()
+        ),
+    }

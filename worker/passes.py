@@ -1,0 +1,274 @@
+"""One pass: every rule at one moment T, applied once, in chunks of claimed records.
+
+load -> decide -> apply. Each chunk is claimed and written in its own transaction, so a
+pass interrupted half-way leaves whole chunks behind and the next pass resumes. A record
+the rules cannot read is named in the summary and skipped; the others go on. A dry run
+does all of it inside one transaction that is rolled back: nothing is written, not even
+the record of the pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine, Row, insert, select, update
+
+from worker import evaluate
+from worker.db.dashboard import digest_groups
+from worker.db.schema import Pass, Reseller
+from worker.db.snapshots import (
+    CODES,
+    CUSTOMERS,
+    SUBSCRIPTIONS,
+    ResellerInfo,
+    claim_codes,
+    claim_customers,
+    claim_subscriptions,
+    due_ids,
+    invoices_of,
+    load_resellers,
+    zone_of,
+)
+from worker.effects import Batch, Written, write
+from worker.errors import RecordError
+from worker.policy import Policy
+from worker.rules.digest import digest_notice, digest_timing
+
+log = structlog.get_logger("worker.pass")
+PASSES = Pass.__table__
+RESELLERS = Reseller.__table__
+TABLES = {"subscriptions": SUBSCRIPTIONS, "customers": CUSTOMERS,
+          "reseller_change_codes": CODES, "resellers": RESELLERS}
+CHUNK = 500
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PassSummary:
+    """What a pass did: counts for operators, the detail for dry runs and forecasts."""
+
+    as_of: datetime
+    dry_run: bool
+    pass_id: int | None = None
+    evaluated: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)
+    queued: Counter[str] = field(default_factory=Counter)
+    cancelled: int = 0
+    delivery: Counter[str] = field(default_factory=Counter)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
+
+    def absorb(self, batch: Batch, written: Written) -> None:
+        for row in batch.transitions:
+            self.changes[f"{row['record_type']}.{row['field']}: "
+                         f"{row['from_value']} -> {row['to_value']}"] += 1
+            self.transitions.append({
+                "date": row["effective_on"].isoformat(), "record": row["record_type"],
+                "ref": row["record_id"], "field": row["field"], "from": row["from_value"],
+                "to": row["to_value"], "reason": row["reason"],
+            })
+        self.queued.update(written.queued)
+        self.cancelled += written.cancelled
+        self.notices += [{
+            "date": row["occasion_date"].isoformat(), "kind": row["kind"], "ref": row["ref"],
+            "audience": row["audience"], "recipients": row["recipients"],
+        } for row in written.queued_rows]
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "evaluated": dict(self.evaluated), "changes": dict(self.changes),
+            "queued": dict(self.queued), "cancelled": self.cancelled,
+            "delivery": dict(self.delivery), "errors": len(self.errors),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pass_id": self.pass_id, "as_of": self.as_of.isoformat(),
+                "dry_run": self.dry_run, **self.counts(), "errors": self.errors,
+                "transitions": self.transitions, "notices": self.notices}
+
+
+def run_pass(
+    engine: Engine,
+    policy: Policy,
+    moment: datetime,
+    *,
+    dry_run: bool = False,
+    trigger: str = "once",
+    clock: Callable[[], datetime] | None = None,
+    progress: Progress | None = None,
+) -> PassSummary:
+    """Evaluate every rule at `moment` and apply the decisions (see the module docstring).
+
+    `clock` gives the real time, recorded as the pass's start and finish only; every rule
+    is judged at `moment`.
+    """
+    summary = PassSummary(as_of=moment, dry_run=dry_run)
+    real_time = clock or (lambda: moment)
+    with engine.connect() as connection:
+        outer = connection.begin() if dry_run else None
+        try:
+            summary.pass_id = _open_pass(connection, moment, real_time(), dry_run, trigger)
+            _evaluate_all(connection, summary, policy, moment, dry_run, progress)
+            _close_pass(connection, summary, dry_run, real_time())
+        finally:
+            if outer is not None:
+                outer.rollback()
+    log.info("pass_finished", **summary.counts(), as_of=moment.isoformat(), dry_run=dry_run)
+    return summary
+
+
+def _evaluate_all(
+    connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
+    dry_run: bool, progress: Progress | None,
+) -> None:
+    resellers = load_resellers(connection)
+    stages: Sequence[tuple[str, Any, Callable[..., None]]] = (
+        ("subscriptions", SUBSCRIPTIONS, _subscriptions),
+        ("customers", CUSTOMERS, _customers),
+        ("reseller_change_codes", CODES, _codes),
+    )
+    for name, table, handler in stages:
+        ids = due_ids(connection, table, moment)
+        if not dry_run:
+            connection.commit()
+        for done, chunk in enumerate(_chunks(ids), start=1):
+            batch = Batch(summary.pass_id or 0, moment)
+            with _transaction(connection, dry_run):
+                handler(connection, chunk, batch, summary, resellers, policy)
+                summary.absorb(batch, write(connection, batch, TABLES))
+            if progress is not None:
+                progress(name, min(done * CHUNK, len(ids)), len(ids))
+    with _transaction(connection, dry_run):
+        batch = Batch(summary.pass_id or 0, moment)
+        _digests(connection, batch, summary, resellers, policy)
+        summary.absorb(batch, write(connection, batch, TABLES))
+
+
+@contextlib.contextmanager
+def _transaction(connection: Connection, dry_run: bool) -> Iterator[None]:
+    if dry_run:
+        yield
+        return
+    with connection.begin():
+        yield
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+def _each(
+    rows: Sequence[Row[Any]], record_type: str, table: str, batch: Batch,
+    summary: PassSummary, evaluate_one: Callable[[Row[Any]], None],
+) -> None:
+    """Evaluate row by row; a broken record is named, marked and skipped."""
+    for row in rows:
+        summary.evaluated[record_type] += 1
+        try:
+            evaluate_one(row)
+        except RecordError as error:
+            _failed(batch, summary, record_type, table, row.id, str(error))
+        except Exception as error:  # one broken record never stops the others
+            log.exception("record_failed", record=record_type, id=row.id)
+            _failed(batch, summary, record_type, table, row.id,
+                    f"{record_type} {row.id}: {type(error).__name__}: {error}")
+
+
+def _failed(
+    batch: Batch, summary: PassSummary, record_type: str, table: str, row_id: str, reason: str
+) -> None:
+    log.warning("record_skipped", record=record_type, id=row_id, reason=reason)
+    summary.errors.append({"record": record_type, "id": row_id, "reason": reason})
+    batch.update(table, row_id, error=reason[:2000])
+
+
+def _subscriptions(
+    connection: Connection, ids: list[str], batch: Batch, summary: PassSummary,
+    resellers: dict[str, ResellerInfo], policy: Policy,
+) -> None:
+    rows = claim_subscriptions(connection, ids, batch.moment)
+    _each(rows, "subscription", "subscriptions", batch, summary,
+          lambda row: evaluate.subscription(row, batch, resellers, policy))
+
+
+def _customers(
+    connection: Connection, ids: list[str], batch: Batch, summary: PassSummary,
+    resellers: dict[str, ResellerInfo], policy: Policy,
+) -> None:
+    rows = claim_customers(connection, ids, batch.moment)
+    invoices = invoices_of(connection, [row.id for row in rows])
+    _each(rows, "customer", "customers", batch, summary,
+          lambda row: evaluate.customer(row, invoices[row.id], batch, resellers, policy))
+
+
+def _codes(
+    connection: Connection, ids: list[str], batch: Batch, summary: PassSummary,
+    resellers: dict[str, ResellerInfo], policy: Policy,
+) -> None:
+    rows = claim_codes(connection, ids, batch.moment)
+    _each(rows, "code", "reseller_change_codes", batch, summary,
+          lambda row: evaluate.code(row, batch, resellers, policy))
+
+
+def _digests(
+    connection: Connection, batch: Batch, summary: PassSummary,
+    resellers: dict[str, ResellerInfo], policy: Policy,
+) -> None:
+    due = set(due_ids_digest(connection, batch.moment))
+    for reseller in resellers.values():
+        if reseller.id not in due:
+            continue
+        summary.evaluated["reseller"] += 1
+        try:
+            zone = zone_of(reseller.timezone, f"reseller {reseller.id}")
+        except RecordError as error:
+            summary.errors.append({"record": "reseller", "id": reseller.id,
+                                   "reason": str(error)})
+            continue
+        timing = digest_timing(batch.moment, zone, policy)
+        if timing.local_date is not None:
+            groups = digest_groups(connection, reseller.id, timing.local_date,
+                                   policy.buckets.recently_lapsed_days,
+                                   policy.digest.max_listed_per_group)
+            notice = digest_notice(reseller.id, timing.local_date, groups)
+            if notice is not None:
+                batch.queue(notice, None, reseller, {})
+        batch.update("resellers", reseller.id, next_digest_at=timing.next_at)
+
+
+def due_ids_digest(connection: Connection, moment: datetime) -> list[str]:
+    query = select(RESELLERS.c.id).where(RESELLERS.c.next_digest_at <= moment)
+    return list(connection.scalars(query))
+
+
+def _open_pass(
+    connection: Connection, moment: datetime, started_at: datetime, dry_run: bool, trigger: str
+) -> int:
+    with _transaction(connection, dry_run):
+        result = connection.execute(
+            insert(PASSES).values(started_at=started_at, as_of=moment, dry_run=dry_run,
+                                  trigger=trigger, outcome="running", counts={}, errors=[])
+            .returning(PASSES.c.id)
+        )
+        return int(result.scalar_one())
+
+
+def _close_pass(
+    connection: Connection, summary: PassSummary, dry_run: bool, finished: datetime
+) -> None:
+    outcome = "partial" if summary.errors else "done"
+    with _transaction(connection, dry_run):
+        connection.execute(
+            update(PASSES).where(PASSES.c.id == summary.pass_id).values(
+                outcome=outcome, counts=summary.counts(), errors=summary.errors[:1000],
+                finished_at=finished,
+            )
+        )

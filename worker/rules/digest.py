@@ -1,0 +1,60 @@
+"""The reseller's daily digest (DOMAIN.md, "The reseller's daily digest").
+
+From 08:00 in the reseller's timezone, once per local date, a reseller with anything to
+act on gets one digest listing its customers as the seed dashboards group them, with
+counts. A day whose digest was not created on that local date is skipped: the next pass
+looks at its own local date only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from worker.calendar import local_time_of_day
+from worker.model import Notice
+from worker.policy import Policy
+
+GROUPS = (
+    "to_renew", "ready_for_renewal", "in_grace", "lapsed", "late_payment", "suspended",
+    "pending_invitations", "not_started", "renewed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One dashboard group: how many, and the first few entries to list."""
+
+    key: str
+    count: int
+    entries: tuple[dict[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestTiming:
+    local_date: date | None
+    next_at: datetime
+
+
+def digest_timing(now: datetime, zone: ZoneInfo, policy: Policy) -> DigestTiming:
+    """The local date whose digest is due at `now` (None before the hour), and when next."""
+    local = now.astimezone(zone)
+    today = local.date()
+    start_today = local_time_of_day(today, policy.digest.send_from, zone)
+    if now < start_today:
+        return DigestTiming(None, start_today)
+    tomorrow = today + timedelta(days=1)
+    return DigestTiming(today, local_time_of_day(tomorrow, policy.digest.send_from, zone))
+
+
+def digest_notice(reseller_id: str, day: date, groups: tuple[Group, ...]) -> Notice | None:
+    """The day's digest, or None when every group is empty."""
+    if all(group.count == 0 for group in groups):
+        return None
+    facts = {
+        "date": day.isoformat(),
+        "groups": [{"key": g.key, "count": g.count, "entries": list(g.entries),
+                    "more": g.count - len(g.entries)} for g in groups],
+    }
+    return Notice("reseller_digest", reseller_id, day.isoformat(), day, facts)
