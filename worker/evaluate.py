@@ -63,6 +63,7 @@ def subscription(
     context = {
         "customer": customer.public(),
         "subscription": {"id": row.id, "product": row.product, "licences": row.licences,
+                         "start_date": row.start_date.isoformat(),
                          "term_months": state.term_months, "auto_renew": bool(row.auto_renew),
                          "anniversary_date": state.anniversary_date.isoformat()},
     }

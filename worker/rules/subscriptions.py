@@ -199,7 +199,7 @@ def _before_anniversary(walk: _Walk) -> bool:
     if what == "renewal":
         walk.move(RENEWED, on, "renewal_recorded")
         confirmed_on = walk.state.status_since or on
-        walk.notify("renewal_confirmed", ad, confirmed_on, anniversary_date=ad.isoformat())
+        _confirm(walk, renewal, confirmed_on)
     elif what == "anniversary":
         _at_anniversary(walk)
     else:
@@ -237,7 +237,7 @@ def _at_anniversary(walk: _Walk) -> None:
     renewal = state.unspent_renewal(walk.today)
     if renewal is not None and renewal.ordered_on <= ad:
         if state.status != RENEWED:  # ordered on the AD itself: confirmed now
-            walk.notify("renewal_confirmed", ad, ad, anniversary_date=ad.isoformat())
+            _confirm(walk, renewal, ad)
         _go_on_with_renewal(walk, renewal, reason="renewal_applied", on=ad)
     elif state.auto_renew or state.first_term_extended:
         ended_term = state.term_months
@@ -272,9 +272,19 @@ def _after_anniversary(walk: _Walk) -> bool:
         walk.move(LAPSED, lapse_day, "grace_over")
         return True
     assert renewal is not None
-    walk.notify("renewal_confirmed", ad, on, anniversary_date=ad.isoformat())
+    _confirm(walk, renewal, on)
     _go_on_with_renewal(walk, renewal, reason="renewed_late", on=on)
     return True
+
+
+def _confirm(walk: _Walk, renewal: Renewal, on: date) -> None:
+    """`renewal_confirmed` for the AD the renewal applies to, naming the AD it leads to."""
+    state = walk.state
+    ad = state.anniversary_date
+    next_ad = add_months(ad, renewal.years * 12, state.anchor_day)
+    walk.notify("renewal_confirmed", ad, on, anniversary_date=ad.isoformat(),
+                next_anniversary_date=next_ad.isoformat(), years=renewal.years,
+                ordered_on=renewal.ordered_on.isoformat())
 
 
 def _next_term(state: SubscriptionState, policy: Policy) -> int:
