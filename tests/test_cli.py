@@ -29,38 +29,38 @@ def write(tmp_path: Path, data: dict[str, Any], name: str = "portfolio.json") ->
 def test_import_passes_and_export_follow_the_calendar_day_by_day(worker: Any,
                                                                  tmp_path: Path) -> None:
     """Daily passes move s1 through its lifecycle on its customer's (Paris) dates."""
-    assert 0 == worker("import", write(tmp_path, portfolio())).code
+    assert worker("import", write(tmp_path, portfolio())).code == 0
     seen: dict[str, str] = {}
     for day in ("2027-01-28", "2027-01-29", "2027-02-12", "2027-02-13", "2027-03-14",
                 "2027-03-15", "2027-03-25", "2027-03-26", "2027-03-28", "2027-03-29"):
         result = worker("run", "--once", "--as-of", f"{day}T09:00:00+01:00")
-        assert 0 == result.code, result.stderr
+        assert result.code == 0, result.stderr
         exported = worker("export").json()
         seen[day] = next(s["status"] for s in exported["subscriptions"] if s["id"] == "s1")
-    assert {
+    assert seen == {
         "2027-01-28": "active", "2027-01-29": "renewal_upcoming",
         "2027-02-12": "renewal_upcoming", "2027-02-13": "ready_for_renewal",
         "2027-03-14": "ready_for_renewal", "2027-03-15": "grace", "2027-03-25": "grace",
         "2027-03-26": "grace", "2027-03-28": "grace", "2027-03-29": "lapsed",
-    } == seen
+    }
     kinds = [(n["kind"], n["audience"]) for n in exported["notifications"] if n["ref"] == "s1"]
-    assert [
+    assert kinds == [
         ("renewal_upcoming", "customer"), ("renewal_upcoming", "reseller"),
         ("renewal_window_open", "customer"), ("renewal_window_open", "reseller"),
         ("renewal_reminder", "customer"), ("renewal_reminder", "reseller"),
         ("subscription_expired", "customer"), ("subscription_expired", "reseller"),
         ("grace_ending", "customer"), ("grace_ending", "reseller"),
         ("subscription_lapsed", "customer"), ("subscription_lapsed", "reseller"),
-    ] == kinds
+    ]
 
 
 def test_run_json_prints_only_json_on_stdout(worker: Any, tmp_path: Path) -> None:
     """Machine-readable output is stdout alone; logs go to stderr."""
     worker("import", write(tmp_path, portfolio()))
     result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z", "--json")
-    assert 0 == result.code
+    assert result.code == 0
     summary = result.json()
-    assert 2 == summary["queued"]["renewal_upcoming"]
+    assert summary["queued"]["renewal_upcoming"] == 2
     assert "pass_finished" in result.stderr
 
 
@@ -72,11 +72,11 @@ def test_a_bad_import_lists_every_error_with_its_path_and_writes_nothing(
     data["customers"][1]["timezone"] = "Europe/Pariss"
     data["subscriptions"][0]["licences"] = -1
     result = worker("import", write(tmp_path, data))
-    assert 2 == result.code
+    assert result.code == 2
     assert "customers[1].timezone: unknown timezone 'Europe/Pariss'" in result.stderr
     assert "subscriptions[0].licences" in result.stderr
     exported = worker("export").json()
-    assert ([], []) == (exported["customers"], exported["subscriptions"])
+    assert (exported["customers"], exported["subscriptions"]) == ([], [])
 
 
 def test_malformed_json_is_refused_with_exit_status_two(worker: Any, tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_malformed_json_is_refused_with_exit_status_two(worker: Any, tmp_path: P
     path = tmp_path / "broken.json"
     path.write_text('{"resellers": [', encoding="utf-8")
     result = worker("import", str(path))
-    assert 2 == result.code
+    assert result.code == 2
     assert "line 1" in result.stderr
 
 
@@ -98,9 +98,9 @@ def test_a_wrong_setting_stops_the_program_with_one_line_naming_it(
 ) -> None:
     """Configuration errors exit 2 at start, naming the variable."""
     result = worker("status", **env)
-    assert 2 == result.code
+    assert result.code == 2
     assert key in result.stderr
-    assert 1 == len(result.stderr.strip().splitlines())
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("toml", "key"), [
@@ -115,7 +115,7 @@ def test_a_wrong_policy_file_stops_the_program_naming_the_key(
     path = tmp_path / "policy.toml"
     path.write_text(toml, encoding="utf-8")
     result = worker("status", WORKER_CONFIG=str(path))
-    assert 2 == result.code
+    assert result.code == 2
     assert key in result.stderr
 
 
@@ -126,7 +126,7 @@ def test_a_policy_override_changes_the_rules_without_code(worker: Any, tmp_path:
     worker("import", write(tmp_path, portfolio()))
     worker("run", "--once", "--as-of", "2027-01-15T10:00:00Z", WORKER_CONFIG=str(path))
     statuses = {s["id"]: s["status"] for s in worker("export").json()["subscriptions"]}
-    assert "renewal_upcoming" == statuses["s1"]
+    assert statuses["s1"] == "renewal_upcoming"
 
 
 def test_a_record_the_rules_cannot_read_makes_the_pass_exit_three(
@@ -144,11 +144,11 @@ def test_a_record_the_rules_cannot_read_makes_the_pass_exit_three(
                                 "WHERE id = 'c2'"))
     engine.dispose()
     result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z", "--json")
-    assert 3 == result.code
+    assert result.code == 3
     names = {(error["record"], error["id"]) for error in result.json()["errors"]}
     assert ("subscription", "s2") in names
     statuses = {s["id"]: s["status"] for s in worker("export").json()["subscriptions"]}
-    assert "renewal_upcoming" == statuses["s1"]
+    assert statuses["s1"] == "renewal_upcoming"
 
 
 def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> None:
@@ -157,17 +157,17 @@ def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> Non
     worker("run", "--once", "--as-of", "2027-01-20T10:00:00Z")
     before = worker("export").json()
     dry = worker("run", "--once", "--as-of", "2027-03-20T10:00:00Z", "--dry-run")
-    assert 0 == dry.code
+    assert dry.code == 0
     assert "would queue" in dry.stdout
     result = worker("forecast", "--days", "60", "--from", "2027-01-21", "--format", "json")
-    assert 0 == result.code, result.stderr
+    assert result.code == 0, result.stderr
     assert before == worker("export").json()
     days = result.json()["days"]
-    assert 60 == len(days)
+    assert len(days) == 60
     by_day = {(n["kind"], n["ref"]): day["date"] for day in days for n in day["notices"]
               if n["audience"] == "customer"}
-    assert "2027-01-29" == by_day[("renewal_upcoming", "s1")]
-    assert "2027-03-15" == by_day[("subscription_expired", "s1")]
+    assert by_day[("renewal_upcoming", "s1")] == "2027-01-29"
+    assert by_day[("subscription_expired", "s1")] == "2027-03-15"
     changes = [(c["date"], c["ref"], c["from"], c["to"]) for day in days
                for c in day["changes"] if c["ref"] == "s1"]
     assert ("2027-03-15", "s1", "ready_for_renewal", "grace") in changes
@@ -188,10 +188,10 @@ def test_status_shows_the_dashboard(worker: Any, tmp_path: Path) -> None:
     worker("import", write(tmp_path, portfolio()))
     worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z")
     result = worker("status", "--format", "json")
-    assert 0 == result.code
+    assert result.code == 0
     board = result.json()
-    assert {"to_renew": 3} == board["subscriptions"]
-    assert {"current": 2, "late": 1} == board["customers"]
+    assert board["subscriptions"] == {"to_renew": 3}
+    assert board["customers"] == {"current": 2, "late": 1}
     text_board = worker("status").stdout
     assert "Subscriptions per bucket (3)" in text_board
 
@@ -208,7 +208,7 @@ def test_export_csv_has_a_row_per_record(worker: Any, tmp_path: Path) -> None:
 def test_as_of_without_an_offset_is_refused(worker: Any) -> None:
     """A moment must say its offset: 'Z' or '+01:00'."""
     result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00")
-    assert 2 == result.code
+    assert result.code == 2
     assert "--as-of" in result.stderr
 
 
@@ -222,7 +222,7 @@ def test_db_upgrade_then_python_dash_m_worker_works(database_url: str, tmp_path:
                               capture_output=True, text=True, check=False, cwd=tmp_path,
                               env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
                               timeout=60)
-        assert 0 == done.returncode, done.stderr
+        assert done.returncode == 0, done.stderr
 
 
 def test_run_text_summary_names_what_changed(worker: Any, tmp_path: Path) -> None:

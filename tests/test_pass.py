@@ -49,8 +49,8 @@ def test_a_second_pass_at_the_same_moment_changes_nothing(engine: Engine, policy
     before = notices(engine)
     second = run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
     assert sum(first.queued.values()) > 0
-    assert {} == dict(second.queued)
-    assert {} == dict(second.changes)
+    assert dict(second.queued) == {}
+    assert dict(second.changes) == {}
     assert before == notices(engine)
 
 
@@ -64,10 +64,10 @@ def test_notices_go_to_admins_and_to_the_account_manager_or_the_reseller(
         state = export_state(connection)
     upcoming = {(n["ref"], n["audience"]): n["recipients"] for n in state["notifications"]
                 if n["kind"] in ("renewal_upcoming", "renewal_window_open")}
-    assert ["paul@dupont.example"] == upcoming[("s1", "customer")]
-    assert ["lea@nuage.example"] == upcoming[("s1", "reseller")]
-    assert ["ann@harbour.example", "bo@harbour.example"] == upcoming[("s2", "customer")]
-    assert ["desk@maple.example"] == upcoming[("s2", "reseller")]
+    assert upcoming[("s1", "customer")] == ["paul@dupont.example"]
+    assert upcoming[("s1", "reseller")] == ["lea@nuage.example"]
+    assert upcoming[("s2", "customer")] == ["ann@harbour.example", "bo@harbour.example"]
+    assert upcoming[("s2", "reseller")] == ["desk@maple.example"]
 
 
 def test_a_dry_run_writes_nothing_at_all(engine: Engine, policy: Policy) -> None:
@@ -76,10 +76,10 @@ def test_a_dry_run_writes_nothing_at_all(engine: Engine, policy: Policy) -> None
     summary = run_pass(engine, policy, at("2027-03-20T10:00:00Z"), dry_run=True)
     assert summary.notices
     assert summary.transitions
-    assert [] == notices(engine)
+    assert notices(engine) == []
     with engine.connect() as connection:
-        assert 0 == connection.scalar(select(func.count()).select_from(Pass.__table__))
-        assert 0 == connection.scalar(select(func.count()).select_from(Transition.__table__))
+        assert connection.scalar(select(func.count()).select_from(Pass.__table__)) == 0
+        assert connection.scalar(select(func.count()).select_from(Transition.__table__)) == 0
     assert {"pending_start"} == {status for status, _ in statuses(engine).values()}
 
 
@@ -92,12 +92,13 @@ def test_a_broken_record_is_named_and_skipped_while_the_others_go_on(
         connection.execute(update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == "s2")
                            .values(term_months=0))
     summary = run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
-    assert ["s2"] == [error["id"] for error in summary.errors]
-    assert "renewal_upcoming" == statuses(engine)["s1"][0]
+    assert [error["id"] for error in summary.errors] == ["s2"]
+    assert statuses(engine)["s1"][0] == "renewal_upcoming"
     with engine.connect() as connection:
         error = connection.scalar(select(SUBSCRIPTIONS.c.error)
                                   .where(SUBSCRIPTIONS.c.id == "s2"))
-    assert error is not None and "term" in error
+    assert error is not None
+    assert "term" in error
 
 
 def test_a_renewal_arriving_overtakes_a_queued_renewal_notice(
@@ -112,8 +113,8 @@ def test_a_renewal_arriving_overtakes_a_queued_renewal_notice(
     rows = [n for n in notices(engine) if n[1] == "s1"]
     assert {("renewal_upcoming", "cancelled"), ("renewal_confirmed", "queued")} == {
         (kind, status) for kind, _, _, status in rows}
-    assert 2 == summary.cancelled
-    assert ("renewed", "2027-03-15") == statuses(engine)["s1"]
+    assert summary.cancelled == 2
+    assert statuses(engine)["s1"] == ("renewed", "2027-03-15")
 
 
 def test_the_same_utc_instant_is_a_different_day_for_auckland_and_los_angeles(
@@ -123,8 +124,8 @@ def test_the_same_utc_instant_is_a_different_day_for_auckland_and_los_angeles(
     load(engine, policy)
     run_pass(engine, policy, at("2027-03-01T02:00:00Z"))
     state = statuses(engine)
-    assert ("ready_for_renewal", "2027-03-01") == state["s2"]  # LA: AD tomorrow
-    assert ("grace", "2027-03-01") == state["s3"]  # Auckland: AD today, no renewal
+    assert state["s2"] == ("ready_for_renewal", "2027-03-01")  # LA: AD tomorrow
+    assert state["s3"] == ("grace", "2027-03-01")  # Auckland: AD today, no renewal
 
 
 def test_the_digest_goes_out_once_per_local_day_from_eight(
@@ -136,9 +137,9 @@ def test_the_digest_goes_out_once_per_local_day_from_eight(
     assert not [n for n in notices(engine) if n[:2] == ("reseller_digest", "r1")]
     run_pass(engine, policy, at("2027-02-05T07:00:00Z"))
     run_pass(engine, policy, at("2027-02-05T18:00:00Z"))
-    assert 1 == len([n for n in notices(engine) if n[:2] == ("reseller_digest", "r1")])
+    assert len([n for n in notices(engine) if n[:2] == ("reseller_digest", "r1")]) == 1
     run_pass(engine, policy, at("2027-02-06T09:00:00Z"))
-    assert 2 == len([n for n in notices(engine) if n[:2] == ("reseller_digest", "r1")])
+    assert len([n for n in notices(engine) if n[:2] == ("reseller_digest", "r1")]) == 2
 
 
 def test_a_payment_never_lifts_a_suspension_a_person_made(engine: Engine, policy: Policy) -> None:
@@ -152,7 +153,7 @@ def test_a_payment_never_lifts_a_suspension_a_person_made(engine: Engine, policy
     run_pass(engine, policy, at("2027-03-22T10:00:00Z"))
     with engine.connect() as connection:
         customer = next(c for c in export_state(connection)["customers"] if c["id"] == "c1")
-    assert ("current", "suspended") == (customer["payment_standing"], customer["account_state"])
+    assert (customer["payment_standing"], customer["account_state"]) == ("current", "suspended")
 
 
 def test_two_concurrent_passes_never_queue_a_notice_twice(
@@ -166,7 +167,7 @@ def test_two_concurrent_passes_never_queue_a_notice_twice(
     def one_pass() -> None:
         try:
             run_pass(engine, policy, moment)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:
             failures.append(error)
 
     threads = [threading.Thread(target=one_pass) for _ in range(3)]
@@ -174,7 +175,7 @@ def test_two_concurrent_passes_never_queue_a_notice_twice(
         thread.start()
     for thread in threads:
         thread.join()
-    assert [] == failures
+    assert failures == []
     with engine.connect() as connection:
         duplicates = connection.execute(text(
             "SELECT kind, ref, occasion, audience, count(*) FROM notifications "
@@ -182,8 +183,8 @@ def test_two_concurrent_passes_never_queue_a_notice_twice(
         transitions = connection.execute(text(
             "SELECT record_id, to_value, effective_on, count(*) FROM transitions "
             "GROUP BY record_id, to_value, effective_on HAVING count(*) > 1")).all()
-    assert [] == duplicates
-    assert [] == transitions
+    assert duplicates == []
+    assert transitions == []
 
 
 def test_the_pass_record_keeps_the_moment_and_the_counts(engine: Engine, policy: Policy) -> None:

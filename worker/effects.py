@@ -16,13 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, not_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from worker.db.schema import Notification, Transition
+from worker.db.schema import NOTIFICATIONS, TRANSITIONS
 from worker.db.snapshots import CustomerInfo, ResellerInfo
 from worker.model import Change, Notice
 from worker.notices import AUDIENCES, CUSTOMER, FAMILIES, RESELLER
 
-NOTIFICATIONS = Notification.__table__
-TRANSITIONS = Transition.__table__
 WAITING = ("queued", "retrying")
 
 
@@ -119,7 +117,7 @@ def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Wri
     written = Written()
     for group, rows in batch.updates.items():
         table = tables[group.split(":", 1)[0]]
-        columns = {key: bindparam(key) for key in rows[0] if key != "b_id"}
+        columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
         statement = update(table).where(table.c.id == bindparam("b_id")).values(columns)
         connection.execute(statement, rows)
     if batch.transitions:

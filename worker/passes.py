@@ -21,11 +21,9 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from worker import evaluate
 from worker.db.dashboard import digest_groups
-from worker.db.schema import Pass, Reseller
+from worker.db.schema import PASSES, RESELLERS
+from worker.db.schema import CODES, CUSTOMERS, SUBSCRIPTIONS
 from worker.db.snapshots import (
-    CODES,
-    CUSTOMERS,
-    SUBSCRIPTIONS,
     ResellerInfo,
     claim_codes,
     claim_customers,
@@ -41,8 +39,6 @@ from worker.policy import Policy
 from worker.rules.digest import digest_notice, digest_timing
 
 log = structlog.get_logger("worker.pass")
-PASSES = Pass.__table__
-RESELLERS = Reseller.__table__
 TABLES = {"subscriptions": SUBSCRIPTIONS, "customers": CUSTOMERS,
           "reseller_change_codes": CODES, "resellers": RESELLERS}
 CHUNK = 500

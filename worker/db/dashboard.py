@@ -9,14 +9,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
-from worker.db.schema import Customer, Notification, Subscription
+from worker.db.schema import CUSTOMERS, NOTIFICATIONS, SUBSCRIPTIONS
 from worker.rules.digest import GROUPS, Group
 
-SUBSCRIPTIONS = Subscription.__table__
-CUSTOMERS = Customer.__table__
-NOTIFICATIONS = Notification.__table__
 
 
 def _subscription_groups(today: date, recently: int) -> dict[str, ColumnElement[bool]]:

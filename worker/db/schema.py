@@ -210,3 +210,12 @@ class Notification(Base):
 
 
 metadata = Base.metadata
+
+RESELLERS = metadata.tables["resellers"]
+CUSTOMERS = metadata.tables["customers"]
+SUBSCRIPTIONS = metadata.tables["subscriptions"]
+INVOICES = metadata.tables["purchase_authorizations"]
+CODES = metadata.tables["reseller_change_codes"]
+PASSES = metadata.tables["passes"]
+TRANSITIONS = metadata.tables["transitions"]
+NOTIFICATIONS = metadata.tables["notifications"]

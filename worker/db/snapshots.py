@@ -13,24 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Row, select
 
-from worker.db.schema import (
-    Customer,
-    PurchaseAuthorization,
-    Reseller,
-    ResellerChangeCode,
-    Subscription,
-)
+from worker.db.schema import CODES, CUSTOMERS, INVOICES, RESELLERS, SUBSCRIPTIONS
 from worker.errors import RecordError
 from worker.rules.codes import Code
 from worker.rules.invitations import Invitation
 from worker.rules.payments import Invoice, Standing
 from worker.rules.subscriptions import PendingChange, Renewal, SubscriptionState
 
-SUBSCRIPTIONS = Subscription.__table__
-CUSTOMERS = Customer.__table__
-RESELLERS = Reseller.__table__
-INVOICES = PurchaseAuthorization.__table__
-CODES = ResellerChangeCode.__table__
 
 
 @dataclass(frozen=True, slots=True)

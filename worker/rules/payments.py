@@ -57,7 +57,9 @@ class PaymentResult:
     next_check_on: date | None
 
 
-def standing_on(invoices: tuple[Invoice, ...], day: date, policy: Policy) -> tuple[str, Invoice | None]:
+def standing_on(
+    invoices: tuple[Invoice, ...], day: date, policy: Policy
+) -> tuple[str, Invoice | None]:
     """The standing on `day` and the oldest unpaid item that decides it."""
     unpaid = [item for item in invoices if item.unpaid_on(day)]
     if not unpaid:

@@ -128,7 +128,7 @@ def evaluate_subscription(
     else:
         raise RecordError(f"subscription {state.id}: no stable state after {_MAX_STEPS} steps")
     final = walk.state
-    live = {"renewal": None, "grace": None}
+    live: dict[str, tuple[str, str, str] | None] = {"renewal": None, "grace": None}
     notices = list(walk.notices)
     for family, notice in (("renewal", _renewal_notice(final, today, policy)),
                            ("grace", _grace_notice(final, today, policy))):
@@ -196,7 +196,7 @@ def _before_anniversary(walk: _Walk) -> bool:
     if not due:
         return _fall_back_if_moved(walk)
     on, _, what = min(due)
-    if what == "renewal":
+    if what == "renewal" and renewal is not None:
         walk.move(RENEWED, on, "renewal_recorded")
         confirmed_on = walk.state.status_since or on
         _confirm(walk, renewal, confirmed_on)

@@ -13,6 +13,8 @@ if engine is None:  # `alembic` run by hand: take the URL from alembic.ini / -x 
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
         "sqlalchemy.url"
     )
+    if not url:
+        raise SystemExit("give the database as: alembic -x url=postgresql+psycopg://...")
     engine = create_engine(url)
 
 with engine.connect() as connection:
