@@ -51,14 +51,10 @@ def local_date(moment: datetime, zone: ZoneInfo) -> date:
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     """The first instant (in UTC) of `day` in `zone`."""
-    naive = datetime.combine(day, time(0))
-    candidate = naive.replace(tzinfo=zone)
-    as_utc = candidate.astimezone(UTC)
-    # A nonexistent midnight (DST gap) round-trips to another wall time; the day then
-    # starts at the end of the gap, which is what the round trip gives with fold=1.
-    if as_utc.astimezone(zone).replace(tzinfo=None) != naive:
-        as_utc = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    return as_utc
+    # fold=0 reads a wall time inside a DST gap with the offset from before the change,
+    # which lands on the end of the gap: the day's first instant when the change is at
+    # 00:00. (fold=1 would land before the gap, on the previous day.)
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def local_time_of_day(day: date, at: time, zone: ZoneInfo) -> datetime:

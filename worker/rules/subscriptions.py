@@ -246,7 +246,7 @@ def _at_anniversary(walk: _Walk) -> None:
         if is_long_term(ended_term, policy):
             walk.notify("auto_renewed", ad, ad, anniversary_date=ad.isoformat(),
                         next_anniversary_date=walk.state.anniversary_date.isoformat(),
-                        term_months=term)
+                        term_months=walk.state.term_months)  # after any pending change
     else:
         walk.move(GRACE, ad, "anniversary_passed")  # the grace family notice follows
 

@@ -1,0 +1,524 @@
+"""The subscription term lifecycle of DOMAIN.md, row by row, on the customer's local dates.
+
+Each table row runs one pass a day from the day before the start, feeding every pass the
+state the previous one left, as the worker does; "new notices" are those whose once-key
+no earlier pass produced (the database keeps the key unique).
+"""
+
+# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
+# which ruff's SIM300 reads as a Yoda condition.
+# ruff: noqa: SIM300
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from worker.calendar import anchor_day, local_date
+from worker.policy import Policy
+from worker.rules.subscriptions import (
+    PendingChange,
+    Renewal,
+    SubscriptionResult,
+    SubscriptionState,
+    evaluate_subscription,
+)
+
+START = date(2026, 3, 15)
+AD = date(2027, 3, 15)
+NEXT_AD = date(2028, 3, 15)
+
+Import = Callable[[SubscriptionState], SubscriptionState]
+History = dict[date, SubscriptionResult]
+
+
+def subscription(
+    start: date = START,
+    ad: date = AD,
+    *,
+    term: int = 12,
+    auto_renew: bool = False,
+    extended: bool | None = None,
+    renewal: Renewal | None = None,
+    change: PendingChange | None = None,
+) -> SubscriptionState:
+    """A subscription as the import leaves it: never evaluated, anchor from start and AD."""
+    return SubscriptionState(
+        id="s1", start_date=start, anniversary_date=ad, anchor_day=anchor_day(start, ad),
+        term_months=term, first_term_extended=term > 12 if extended is None else extended,
+        auto_renew=auto_renew, renewal=renewal, renewal_spent_through=None,
+        pending_change=change, status="pending_start", status_since=None,
+    )
+
+
+def daily(
+    state: SubscriptionState, until: date, policy: Policy,
+    imports: Mapping[date, Import] | None = None,
+) -> History:
+    """One pass a day from the day before the start up to `until`, imports applied first."""
+    history: History = {}
+    day = state.start_date - timedelta(days=1)
+    while day <= until:
+        if imports and day in imports:
+            state = imports[day](state)
+        history[day] = evaluate_subscription(state, day, policy)
+        state = history[day].state
+        day += timedelta(days=1)
+    return history
+
+
+def new_kinds(history: History, day: date) -> list[str]:
+    """Kinds of the notices first produced on `day` (their once-key unseen before)."""
+    seen = {n.key for other, r in history.items() if other < day for n in r.notices}
+    return sorted(n.kind for n in history[day].notices if n.key not in seen)
+
+
+def kinds(result: SubscriptionResult) -> list[str]:
+    return sorted(notice.kind for notice in result.notices)
+
+
+def statuses(result: SubscriptionResult) -> list[tuple[str | None, str, date]]:
+    return [(c.from_value, c.to_value, c.effective_on) for c in result.changes]
+
+
+def days_from_ad(days: int, ad: date = AD) -> date:
+    return ad + timedelta(days=days)
+
+
+RENEWED_BEFORE = Renewal(ordered_on=days_from_ad(-20), years=1)
+RENEWED_TWO_YEARS = Renewal(ordered_on=days_from_ad(-20), years=2)
+RENEWED_IN_GRACE = Renewal(ordered_on=days_from_ad(5), years=1)
+RENEWED_AFTER_LAPSE = Renewal(ordered_on=days_from_ad(20), years=1)
+RENEWED_ON_AD = Renewal(ordered_on=AD, years=1)
+
+LIFECYCLE = [
+    # (state, day, status, new notices, AD held after the pass, term after the pass)
+    pytest.param(subscription(), START - timedelta(days=1), "pending_start", [], AD, 12,
+                 id="day-before-start"),
+    pytest.param(subscription(), START, "active", ["subscription_started"], AD, 12,
+                 id="start-date"),
+    pytest.param(subscription(), days_from_ad(-46), "active", [], AD, 12, id="AD-46"),
+    pytest.param(subscription(), days_from_ad(-45), "renewal_upcoming", ["renewal_upcoming"],
+                 AD, 12, id="AD-45"),
+    pytest.param(subscription(auto_renew=True), days_from_ad(-45), "renewal_upcoming",
+                 ["renewal_upcoming"], AD, 12, id="AD-45-with-auto-renew"),
+    pytest.param(subscription(), days_from_ad(-31), "renewal_upcoming", [], AD, 12,
+                 id="AD-31"),
+    pytest.param(subscription(), days_from_ad(-30), "ready_for_renewal",
+                 ["renewal_window_open"], AD, 12, id="AD-30"),
+    pytest.param(subscription(), days_from_ad(-8), "ready_for_renewal", [], AD, 12,
+                 id="AD-8"),
+    pytest.param(subscription(), days_from_ad(-7), "ready_for_renewal", ["renewal_reminder"],
+                 AD, 12, id="AD-7"),
+    pytest.param(subscription(), days_from_ad(-2), "ready_for_renewal", [], AD, 12,
+                 id="AD-2"),
+    pytest.param(subscription(), days_from_ad(-1), "ready_for_renewal", ["renewal_reminder"],
+                 AD, 12, id="AD-1"),
+    pytest.param(subscription(renewal=RENEWED_BEFORE), days_from_ad(-21), "ready_for_renewal",
+                 [], AD, 12, id="day-before-renewal-ordered"),
+    pytest.param(subscription(renewal=RENEWED_BEFORE), days_from_ad(-20), "renewed",
+                 ["renewal_confirmed"], AD, 12, id="renewal-ordered-before-AD"),
+    pytest.param(subscription(renewal=RENEWED_BEFORE), days_from_ad(-1), "renewed", [], AD,
+                 12, id="renewed-no-reminder-at-AD-1"),
+    pytest.param(subscription(renewal=RENEWED_BEFORE), AD, "active", [], NEXT_AD, 12,
+                 id="AD-with-renewal"),
+    pytest.param(subscription(renewal=RENEWED_TWO_YEARS), AD, "active", [],
+                 date(2029, 3, 15), 12, id="AD-with-two-year-renewal"),
+    pytest.param(subscription(renewal=RENEWED_ON_AD), AD, "active", ["renewal_confirmed"],
+                 NEXT_AD, 12, id="renewal-ordered-on-AD"),
+    pytest.param(subscription(auto_renew=True), AD, "active", ["auto_renewed"], NEXT_AD, 12,
+                 id="AD-with-auto-renew"),
+    pytest.param(subscription(date(2026, 2, 15), term=13), AD, "active", ["auto_renewed"],
+                 NEXT_AD, 12, id="AD-ending-13-month-first-term"),
+    pytest.param(subscription(date(2024, 3, 15), term=36), AD, "active", ["auto_renewed"],
+                 NEXT_AD, 12, id="AD-ending-36-month-commercial-first-term"),
+    pytest.param(subscription(date(2023, 3, 15), term=48), AD, "active", ["auto_renewed"],
+                 NEXT_AD, 12, id="AD-ending-48-month-education-first-term"),
+    pytest.param(subscription(date(2024, 3, 15), term=36, auto_renew=True), AD, "active",
+                 ["auto_renewed"], NEXT_AD, 12, id="AD-ending-extended-term-with-auto-renew"),
+    pytest.param(subscription(), AD, "grace", ["subscription_expired"], AD, 12,
+                 id="AD-with-neither"),
+    pytest.param(subscription(), days_from_ad(10), "grace", [], AD, 12, id="AD+10"),
+    pytest.param(subscription(), days_from_ad(11), "grace", ["grace_ending"], AD, 12,
+                 id="AD+11"),
+    pytest.param(subscription(), days_from_ad(13), "grace", [], AD, 12, id="AD+13"),
+    pytest.param(subscription(), days_from_ad(14), "lapsed", ["subscription_lapsed"], AD, 12,
+                 id="AD+14"),
+    pytest.param(subscription(renewal=RENEWED_IN_GRACE), days_from_ad(4), "grace", [], AD, 12,
+                 id="day-before-renewal-in-grace"),
+    pytest.param(subscription(renewal=RENEWED_IN_GRACE), days_from_ad(5), "active",
+                 ["renewal_confirmed"], NEXT_AD, 12, id="renewal-recorded-in-grace"),
+    pytest.param(subscription(renewal=RENEWED_AFTER_LAPSE), days_from_ad(19), "lapsed", [],
+                 AD, 12, id="day-before-renewal-after-lapse"),
+    pytest.param(subscription(renewal=RENEWED_AFTER_LAPSE), days_from_ad(20), "active",
+                 ["renewal_confirmed"], NEXT_AD, 12, id="renewal-recorded-after-lapse"),
+]
+
+
+@pytest.mark.parametrize(("state", "day", "status", "notices", "ad", "term"), LIFECYCLE)
+def test_each_lifecycle_row_gives_its_status_and_email_on_its_day(
+    state: SubscriptionState, day: date, status: str, notices: list[str], ad: date, term: int,
+    policy: Policy,
+) -> None:
+    """DOMAIN.md's lifecycle table, the day before and the day of each threshold."""
+    history = daily(state, day, policy)
+    final = history[day].state
+    assert (status, notices, ad, term) == (
+        final.status, new_kinds(history, day), final.anniversary_date, final.term_months)
+
+
+def test_renewal_notices_name_the_anniversary_and_the_offset_in_their_occasion(
+    policy: Policy,
+) -> None:
+    """Once-key of renewal notices: the AD and the offset (DOMAIN.md, Once)."""
+    history = daily(subscription(), days_from_ad(-1), policy)
+    occasions = {(n.kind, n.occasion, n.occasion_date) for r in history.values()
+                 for n in r.notices if n.family == "renewal"}
+    expected = {
+        ("renewal_upcoming", "2027-03-15/45", days_from_ad(-45)),
+        ("renewal_window_open", "2027-03-15/30", days_from_ad(-30)),
+        ("renewal_reminder", "2027-03-15/7", days_from_ad(-7)),
+        ("renewal_reminder", "2027-03-15/1", days_from_ad(-1)),
+    }
+    assert expected == occasions
+
+
+def test_grace_notices_are_keyed_by_the_anniversary_and_name_the_lapse_day(
+    policy: Policy,
+) -> None:
+    """subscription_expired names AD + 14; every grace notice's occasion is the AD."""
+    history = daily(subscription(), days_from_ad(14), policy)
+    grace = {n.kind: n for r in history.values() for n in r.notices if n.family == "grace"}
+    assert ["grace_ending", "subscription_expired", "subscription_lapsed"] == sorted(grace)
+    assert {"2027-03-15"} == {n.occasion for n in grace.values()}
+    assert "2027-03-29" == grace["subscription_expired"].facts["lapse_date"]
+    assert days_from_ad(11) == grace["grace_ending"].occasion_date
+
+
+def test_subscription_started_is_keyed_by_the_start_date(policy: Policy) -> None:
+    """Once-key of subscription_started: the start date."""
+    result = evaluate_subscription(subscription(), START, policy)
+    assert [("subscription_started", "s1", "2026-03-15")] == [n.key for n in result.notices]
+
+
+def test_renewal_confirmed_and_auto_renewed_are_keyed_by_the_anniversary_they_close(
+    policy: Policy,
+) -> None:
+    """The occasion of auto_renewed and renewal_confirmed is the AD (DOMAIN.md, Once)."""
+    renewed = daily(subscription(renewal=RENEWED_BEFORE), AD, policy)
+    auto = daily(subscription(auto_renew=True), AD, policy)
+    confirmed = [n.key for n in renewed[days_from_ad(-20)].notices
+                 if n.kind == "renewal_confirmed"]
+    assert [("renewal_confirmed", "s1", "2027-03-15")] == confirmed
+    assert [("auto_renewed", "s1", "2027-03-15")] == [
+        n.key for n in auto[AD].notices if n.kind == "auto_renewed"]
+
+
+def test_an_extended_first_term_renews_for_twelve_months_and_then_needs_a_renewal(
+    policy: Policy,
+) -> None:
+    """After the extended term comes one 12-month term; without auto-renew it then expires."""
+    history = daily(subscription(date(2024, 3, 15), term=36), days_from_ad(0, NEXT_AD), policy)
+    final = history[NEXT_AD].state
+    assert ("grace", NEXT_AD, 12, False) == (
+        final.status, final.anniversary_date, final.term_months, final.first_term_extended)
+    assert ["subscription_expired"] == new_kinds(history, NEXT_AD)
+
+
+def test_a_late_renewal_counts_its_years_on_from_the_old_anniversary(
+    policy: Policy,
+) -> None:
+    """A late renewal counts the new term on from the old AD, not from the order date."""
+    late = Renewal(ordered_on=date(2027, 4, 1), years=2)
+    history = daily(subscription(renewal=late), date(2027, 4, 1), policy)
+    assert date(2029, 3, 15) == history[date(2027, 4, 1)].state.anniversary_date
+
+
+def test_a_spent_renewal_applies_once_and_the_next_anniversary_expires(policy: Policy) -> None:
+    """A recorded renewal applies to one AD only; re-importing it changes nothing."""
+    history = daily(subscription(renewal=RENEWED_BEFORE), NEXT_AD, policy,
+                    imports={date(2027, 6, 1): lambda s: replace(s, renewal=RENEWED_BEFORE)})
+    final = history[NEXT_AD].state
+    assert ("grace", NEXT_AD) == (final.status, final.anniversary_date)
+    assert RENEWED_BEFORE.ordered_on == final.renewal_spent_through
+
+
+def test_a_monthly_term_renews_silently_and_never_drifts_from_its_anchor(
+    policy: Policy,
+) -> None:
+    """Terms under 12 months: no renewal notices, no auto_renewed, never to_renew."""
+    state = subscription(date(2027, 1, 31), date(2027, 2, 28), term=1, auto_renew=True)
+    history = daily(state, date(2027, 6, 15), policy)
+    final = history[date(2027, 6, 15)].state
+    every_kind = {n.kind for r in history.values() for n in r.notices}
+    every_status = {r.state.status for day, r in history.items() if day >= date(2027, 1, 31)}
+    every_bucket = {r.bucket for day, r in history.items() if day >= date(2027, 1, 31)}
+    assert {"subscription_started"} == every_kind
+    assert {"active"} == every_status
+    assert {"ok"} == every_bucket
+    assert (date(2027, 6, 30), 1) == (final.anniversary_date, final.term_months)
+    held = sorted({r.state.anniversary_date for r in history.values()})
+    assert [date(2027, 2, 28), date(2027, 3, 31), date(2027, 4, 30), date(2027, 5, 31),
+            date(2027, 6, 30)] == held
+
+
+def change_arrives(term: int) -> Import:
+    """A pending change as the import records it: due at the AD the subscription holds."""
+    return lambda s: replace(s, pending_change=PendingChange(term, s.anniversary_date))
+
+
+def test_a_pending_change_applies_at_the_anniversary_it_arrived_before_and_not_sooner(
+    policy: Policy,
+) -> None:
+    """Annual -> monthly: the term is still annual the day before AD, monthly from AD."""
+    history = daily(subscription(auto_renew=True), days_from_ad(40), policy,
+                    imports={days_from_ad(-60): change_arrives(1)})
+    before, on_ad = history[days_from_ad(-1)].state, history[AD].state
+    assert (12, PendingChange(1, AD)) == (before.term_months, before.pending_change)
+    assert (1, None, date(2027, 4, 15)) == (
+        on_ad.term_months, on_ad.pending_change, on_ad.anniversary_date)
+    assert ["auto_renewed", "term_change_applied"] == new_kinds(history, AD)
+    assert [] == new_kinds(history, date(2027, 4, 15))
+
+
+def test_a_pending_change_arriving_after_an_anniversary_waits_for_the_next_one(
+    policy: Policy,
+) -> None:
+    """The change is due at the end of the period it arrives in, never the one before."""
+    history = daily(subscription(auto_renew=True), NEXT_AD, policy,
+                    imports={days_from_ad(1): change_arrives(1)})
+    assert 12 == history[days_from_ad(-1, NEXT_AD)].state.term_months
+    assert 1 == history[NEXT_AD].state.term_months
+    applied = [n for r in history.values() for n in r.notices if n.kind == "term_change_applied"]
+    assert ["2028-03-15"] == [n.occasion for n in applied]
+
+
+def test_a_pending_change_follows_the_term_a_renewal_ordered(policy: Policy) -> None:
+    """A renewal's years decide the term it ordered; the change applies after it."""
+    history = daily(subscription(renewal=RENEWED_TWO_YEARS), AD, policy,
+                    imports={days_from_ad(-60): change_arrives(1)})
+    final = history[AD].state
+    assert (date(2029, 3, 15), 1, None) == (
+        final.anniversary_date, final.term_months, final.pending_change)
+    assert ["term_change_applied"] == new_kinds(history, AD)
+
+
+def test_a_pending_change_waits_through_grace_and_applies_with_a_late_renewal(
+    policy: Policy,
+) -> None:
+    """It takes effect only where the subscription goes on, at the AD it was due."""
+    history = daily(subscription(renewal=RENEWED_IN_GRACE), days_from_ad(5), policy,
+                    imports={days_from_ad(-60): change_arrives(1)})
+    in_grace, renewed = history[days_from_ad(4)].state, history[days_from_ad(5)].state
+    assert ("grace", 12, PendingChange(1, AD)) == (
+        in_grace.status, in_grace.term_months, in_grace.pending_change)
+    assert ("active", 1, NEXT_AD) == (
+        renewed.status, renewed.term_months, renewed.anniversary_date)
+    assert ["renewal_confirmed", "term_change_applied"] == new_kinds(history, days_from_ad(5))
+
+
+def test_an_extended_first_term_ending_applies_a_pending_change(policy: Policy) -> None:
+    """An extended term ending is one of the ways a subscription goes on."""
+    history = daily(subscription(date(2024, 3, 15), term=36), AD, policy,
+                    imports={days_from_ad(-60): change_arrives(24)})
+    final = history[AD].state
+    assert (24, date(2029, 3, 15)) == (final.term_months, final.anniversary_date)
+    assert ["auto_renewed", "term_change_applied"] == new_kinds(history, AD)
+
+
+@pytest.mark.parametrize(
+    ("state", "day", "expected"),
+    [
+        pytest.param(subscription(), START - timedelta(days=1), "not_started", id="not-started"),
+        pytest.param(subscription(), days_from_ad(-91), "ok", id="AD-91"),
+        pytest.param(subscription(), days_from_ad(-90), "to_renew", id="AD-90"),
+        pytest.param(subscription(renewal=RENEWED_BEFORE), days_from_ad(-20), "renewed",
+                     id="renewed"),
+        pytest.param(subscription(), AD, "expired", id="grace"),
+        pytest.param(subscription(), days_from_ad(14), "lapsed", id="lapsed"),
+        pytest.param(subscription(date(2027, 2, 15), term=1, auto_renew=True),
+                     date(2027, 3, 10), "ok", id="monthly-never-to-renew"),
+    ],
+)
+def test_the_bucket_follows_the_seed_dashboards_colours(
+    state: SubscriptionState, day: date, expected: str, policy: Policy
+) -> None:
+    """to_renew is an AD within 90 days, not renewed, not in grace, 12+ month terms."""
+    assert expected == daily(state, day, policy)[day].bucket
+
+
+# Timezones -----------------------------------------------------------------------------
+
+SAME_INSTANT = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "status", "notice"),
+    [
+        pytest.param("America/Los_Angeles", "ready_for_renewal",
+                     ("renewal_reminder", "s1", "2027-03-01/1"), id="los-angeles-28-feb"),
+        pytest.param("Pacific/Auckland", "grace",
+                     ("subscription_expired", "s1", "2027-03-01"), id="auckland-1-march"),
+    ],
+)
+def test_the_same_instant_is_a_different_day_for_customers_in_different_zones(
+    zone: str, status: str, notice: tuple[str, str, str], policy: Policy
+) -> None:
+    """Thresholds are judged on the customer's local date: AD 1 March, at 02:00Z."""
+    state = subscription(date(2026, 3, 1), date(2027, 3, 1))
+    today = local_date(SAME_INSTANT, ZoneInfo(zone))
+    result = evaluate_subscription(state, today, policy)
+    assert (status, [notice]) == (result.state.status, [n.key for n in result.notices])
+
+
+# Catch-up ------------------------------------------------------------------------------
+
+
+def test_a_twenty_day_gap_records_every_transition_but_sends_the_latest_notice_only(
+    policy: Policy,
+) -> None:
+    """Catch-up: renewal_upcoming and the window both fell due; only the window is sent."""
+    before = evaluate_subscription(subscription(), days_from_ad(-50), policy)
+    after = evaluate_subscription(before.state, days_from_ad(-30), policy)
+    assert [("active", "renewal_upcoming", days_from_ad(-45)),
+            ("renewal_upcoming", "ready_for_renewal", days_from_ad(-30))] == statuses(after)
+    assert ["renewal_window_open"] == kinds(after)
+    assert {"renewal": after.notices[0].key, "grace": None} == after.live
+
+
+def test_a_gap_across_the_lapse_day_sends_only_subscription_lapsed(policy: Policy) -> None:
+    """Expired, grace ending and lapsed all fell due in the gap: only the latest is wanted."""
+    before = evaluate_subscription(subscription(), days_from_ad(-5), policy)
+    after = evaluate_subscription(before.state, days_from_ad(15), policy)
+    assert [("ready_for_renewal", "grace", AD),
+            ("grace", "lapsed", days_from_ad(14))] == statuses(after)
+    assert ["subscription_lapsed"] == kinds(after)
+    assert {"renewal": None, "grace": ("subscription_lapsed", "s1", "2027-03-15")} == after.live
+
+
+def test_a_gap_across_an_auto_renewal_sends_auto_renewed_and_no_renewal_notice(
+    policy: Policy,
+) -> None:
+    """The renewal family is overtaken once the AD has passed: live renewal is None."""
+    before = evaluate_subscription(subscription(auto_renew=True), days_from_ad(-10), policy)
+    after = evaluate_subscription(before.state, days_from_ad(10), policy)
+    assert [("ready_for_renewal", "active", AD)] == statuses(after)
+    assert ["auto_renewed"] == kinds(after)
+    assert {"renewal": None, "grace": None} == after.live
+
+
+def test_a_first_pass_records_every_transition_since_the_start_in_order(
+    policy: Policy,
+) -> None:
+    """A pass long after the start walks through each status with its own date."""
+    result = evaluate_subscription(subscription(), days_from_ad(20), policy)
+    assert [("pending_start", "active", START),
+            ("active", "renewal_upcoming", days_from_ad(-45)),
+            ("renewal_upcoming", "ready_for_renewal", days_from_ad(-30)),
+            ("ready_for_renewal", "grace", AD),
+            ("grace", "lapsed", days_from_ad(14))] == statuses(result)
+
+
+@pytest.mark.parametrize(
+    ("days_since_start", "expected"),
+    [(30, ["subscription_started"]), (31, []), (3 * 365, [])],
+    ids=["30-days-back", "31-days-back", "years-back"],
+)
+def test_an_imported_portfolio_gets_no_subscription_started_beyond_the_horizon(
+    days_since_start: int, expected: list[str], policy: Policy
+) -> None:
+    """A notice whose occasion is more than 30 days before T is not created at all."""
+    today = date(2027, 1, 10)
+    state = subscription(today - timedelta(days=days_since_start), date(2027, 6, 30))
+    assert expected == kinds(evaluate_subscription(state, today, policy))
+
+
+@pytest.mark.parametrize(
+    ("days_since_ad", "expected"),
+    [(44, ["subscription_lapsed"]), (45, [])],
+    ids=["lapsed-30-days-back", "lapsed-31-days-back"],
+)
+def test_an_old_lapse_is_recorded_but_not_announced_beyond_the_horizon(
+    days_since_ad: int, expected: list[str], policy: Policy
+) -> None:
+    """The lapse day (AD + 14) is the occasion of subscription_lapsed."""
+    today = date(2027, 6, 1)
+    state = subscription(date(2025, 1, 10), today - timedelta(days=days_since_ad))
+    result = evaluate_subscription(state, today, policy)
+    assert ("lapsed", expected) == (result.state.status, kinds(result))
+
+
+@pytest.mark.parametrize(
+    ("state", "day"),
+    [
+        pytest.param(subscription(), AD, id="in-grace"),
+        pytest.param(subscription(auto_renew=True), days_from_ad(1), id="after-auto-renewal"),
+        pytest.param(subscription(renewal=RENEWED_BEFORE), days_from_ad(-7), id="renewed"),
+    ],
+)
+def test_no_renewal_notice_once_the_anniversary_passed_or_a_renewal_is_recorded(
+    state: SubscriptionState, day: date, policy: Policy
+) -> None:
+    """Overtaken renewal notices are neither created nor kept queued (live is None)."""
+    result = daily(state, day, policy)[day]
+    assert (None, []) == (result.live["renewal"],
+                          [n.kind for n in result.notices if n.family == "renewal"])
+
+
+def test_a_renewal_in_grace_overtakes_the_grace_notices(policy: Policy) -> None:
+    """Once renewed late, no grace notice is still wanted."""
+    result = daily(subscription(renewal=RENEWED_IN_GRACE), days_from_ad(5), policy)
+    assert None is result[days_from_ad(5)].live["grace"]
+
+
+def test_auto_renewed_names_the_term_that_starts_when_a_change_applies(policy: Policy) -> None:
+    """Annual -> monthly at AD: the notice says one month and the AD a month on, not a year."""
+    history = daily(subscription(auto_renew=True), AD, policy,
+                    imports={days_from_ad(-60): change_arrives(1)})
+    [renewed] = [n for n in history[AD].notices if n.kind == "auto_renewed"]
+    assert (1, "2027-04-15") == (renewed.facts["term_months"],
+                                 renewed.facts["next_anniversary_date"])
+
+
+def test_auto_renewed_after_an_extended_term_names_the_twelve_month_term(
+    policy: Policy,
+) -> None:
+    """The extended first term ends: the next term is 12 months, whatever the first was."""
+    history = daily(subscription(date(2024, 3, 15), term=36), AD, policy)
+    [renewed] = [n for n in history[AD].notices if n.kind == "auto_renewed"]
+    assert (12, "2028-03-15") == (renewed.facts["term_months"],
+                                  renewed.facts["next_anniversary_date"])
+
+
+def later_anniversary(ad: date) -> Import:
+    """A re-import naming a later AD: it replaces the held one, the anchor follows it."""
+    return lambda s: replace(s, anniversary_date=ad, anchor_day=anchor_day(s.start_date, ad))
+
+
+@pytest.mark.parametrize(
+    ("imported_on", "was"),
+    [pytest.param(days_from_ad(-10), "ready_for_renewal", id="in-the-window"),
+     pytest.param(days_from_ad(5), "grace", id="in-grace")],
+)
+def test_a_later_anniversary_imported_puts_the_term_back_to_running(
+    imported_on: date, was: str, policy: Policy
+) -> None:
+    """The status follows the new AD's thresholds; the old AD's notices are overtaken."""
+    history = daily(subscription(), imported_on, policy,
+                    imports={imported_on: later_anniversary(date(2027, 9, 30))})
+    before, after = history[imported_on - timedelta(days=1)], history[imported_on]
+    assert (was, "active", date(2027, 9, 30)) == (
+        before.state.status, after.state.status, after.state.anniversary_date)
+    assert {"renewal": None, "grace": None} == after.live
+
+
+def test_a_monthly_term_without_auto_renew_expires_into_grace(policy: Policy) -> None:
+    """Short terms skip renewal notices only; with nothing to go on, grace still follows."""
+    state = subscription(date(2027, 1, 10), date(2027, 2, 10), term=1)
+    history = daily(state, date(2027, 2, 10), policy)
+    assert ("grace", ["subscription_expired"]) == (
+        history[date(2027, 2, 10)].state.status, new_kinds(history, date(2027, 2, 10)))
