@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("--from", dest="first_day", type=str)
     forecast.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
+    preview = commands.add_parser("preview", help="render sample emails to .html and .eml")
+    preview.add_argument("kind", nargs="?", help="one notification kind (default: all)")
+    preview.add_argument("--locale", help="one locale, e.g. fr, en, fr_CA (default: fr and en)")
+    preview.add_argument("--out", type=Path, default=Path("var/preview"), help="output folder")
+
     status = commands.add_parser("status", help="the dashboard as the last pass left it")
     status.add_argument("--format", choices=["table", "json"], default="table")
     return parser
@@ -212,7 +217,18 @@ def _status(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     return EXIT_OK
 
 
+def _preview(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.preview import write_previews
+
+    try:
+        index = write_previews(args.out, args.kind, args.locale, policy)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    print(f"previews written; open {index}", file=sys.stderr)
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Policy], int]] = {
     "db": _db, "import": _import, "run": _run, "start": _start, "export": _export,
-    "forecast": _forecast, "status": _status,
+    "forecast": _forecast, "preview": _preview, "status": _status,
 }
