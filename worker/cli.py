@@ -130,11 +130,11 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.db.engine import make_engine, upgrade
+    from worker.db.engine import current_revision, make_engine, upgrade
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    print("schema is up to date", file=sys.stderr)
+    print(f"schema at revision {current_revision(engine)} (newest)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -142,8 +142,10 @@ def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     from worker.importer import import_file
 
     report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run)
-    verb = "would import" if args.dry_run else "imported"
+    verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -21,7 +21,9 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    # No server-side prepared statements: PostgreSQL's generic plan for a prepared
+    # `id IN ($1 … $500)` scans the table, 100x slower than the custom plan per chunk.
+    return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
 def _sqlite_engine(url: str) -> Engine:

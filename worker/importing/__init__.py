@@ -1,0 +1,12 @@
+"""Loading the portal's JSON file: reading, merging with the stored records, writing.
+
+`worker.importer` is the public entry point; the modules here are its parts:
+
+* `problems`: errors and warnings as `path: message`, in file order;
+* `fields`, `shapes`, `parse`: the file's shape, strict JSON types, per-field checks;
+* `existing`: the stored rows the file touches or refers to, loaded in chunks;
+* `merge`, `subscriptions`: the merged record (stored values + carried fields);
+* `checks`, `codes`: rules across records (references, dates, terms, the code limit);
+* `write`: one INSERT and a few UPDATEs per section, and the re-evaluation resets;
+* `run`: the whole import in one transaction.
+"""
