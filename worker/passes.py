@@ -21,8 +21,7 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from worker import evaluate
 from worker.db.dashboard import digest_groups
-from worker.db.schema import PASSES, RESELLERS
-from worker.db.schema import CODES, CUSTOMERS, SUBSCRIPTIONS
+from worker.db.schema import CODES, CUSTOMERS, PASSES, RESELLERS, SUBSCRIPTIONS
 from worker.db.snapshots import (
     ResellerInfo,
     claim_codes,

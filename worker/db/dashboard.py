@@ -15,7 +15,6 @@ from worker.db.schema import CUSTOMERS, NOTIFICATIONS, SUBSCRIPTIONS
 from worker.rules.digest import GROUPS, Group
 
 
-
 def _subscription_groups(today: date, recently: int) -> dict[str, ColumnElement[bool]]:
     s = SUBSCRIPTIONS.c
     return {

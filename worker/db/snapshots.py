@@ -21,7 +21,6 @@ from worker.rules.payments import Invoice, Standing
 from worker.rules.subscriptions import PendingChange, Renewal, SubscriptionState
 
 
-
 @dataclass(frozen=True, slots=True)
 class Person:
     name: str
