@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -24,6 +24,9 @@ from sqlalchemy import Engine
 from worker.errors import ConfigError, ImportRejected
 from worker.policy import Policy, load_policy
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.passes import Deliver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 log = structlog.get_logger("worker.cli")
@@ -157,7 +160,7 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     engine = _engine(settings)
     with terminal_progress() as progress:
         summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
-                           progress=progress)
+                           progress=progress, deliver=_deliverer(engine, settings, policy))
     if args.json:
         print(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -167,13 +170,21 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
+def _deliverer(engine: Engine, settings: Settings, policy: Policy) -> Deliver:
+    """Delivery through SMTP_URL, or `.eml` files when it is unset."""
+    from worker.outbox import deliver_due
+
+    return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now)
+
+
 def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.passes import run_pass
     from worker.service import serve
 
     engine = _engine(settings)
+    deliver = _deliverer(engine, settings, policy)
     serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
-                                   clock=utc_now), utc_now)
+                                   clock=utc_now, deliver=deliver), utc_now)
     return EXIT_OK
 
 

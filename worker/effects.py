@@ -111,6 +111,7 @@ class Written:
     cancelled: int = 0
     transitions: int = 0
     queued_rows: list[dict[str, Any]] = field(default_factory=list)
+    queued_ids: list[int] = field(default_factory=list)
 
 
 def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Written:
@@ -126,13 +127,15 @@ def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Wri
     for live in batch.live:
         written.cancelled += _cancel_overtaken(connection, *live)
     for row in batch.notifications:
-        if _insert_once(connection, row):
+        new_id = _insert_once(connection, row)
+        if new_id is not None:
             written.queued[row["kind"]] += 1
             written.queued_rows.append(row)
+            written.queued_ids.append(new_id)
     return written
 
 
-def _insert_once(connection: Connection, row: dict[str, Any]) -> bool:
+def _insert_once(connection: Connection, row: dict[str, Any]) -> int | None:
     dialect = connection.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
@@ -140,7 +143,7 @@ def _insert_once(connection: Connection, row: dict[str, Any]) -> bool:
         .on_conflict_do_nothing(index_elements=["kind", "ref", "occasion", "audience"])
         .returning(NOTIFICATIONS.c.id)
     )
-    return connection.execute(statement).first() is not None
+    return connection.execute(statement).scalar()
 
 
 def _cancel_overtaken(

@@ -34,6 +34,7 @@ from worker.db.snapshots import (
 )
 from worker.effects import Batch, Written, write
 from worker.errors import RecordError
+from worker.outbox import DeliveryCounts, build_messages, plan_due
 from worker.policy import Policy
 from worker.rules.digest import digest_notice, digest_timing
 
@@ -42,6 +43,7 @@ TABLES = {"subscriptions": SUBSCRIPTIONS, "customers": CUSTOMERS,
           "reseller_change_codes": CODES, "resellers": RESELLERS}
 CHUNK = 500
 Progress = Callable[[str, int, int], None]
+Deliver = Callable[[datetime], DeliveryCounts]
 
 
 @dataclass
@@ -56,6 +58,7 @@ class PassSummary:
     queued: Counter[str] = field(default_factory=Counter)
     cancelled: int = 0
     delivery: Counter[str] = field(default_factory=Counter)
+    transport: str | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
@@ -85,7 +88,8 @@ class PassSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {"pass_id": self.pass_id, "as_of": self.as_of.isoformat(),
-                "dry_run": self.dry_run, **self.counts(), "errors": self.errors,
+                "dry_run": self.dry_run, **self.counts(), "transport": self.transport,
+                "errors": self.errors,
                 "transitions": self.transitions, "notices": self.notices}
 
 
@@ -98,19 +102,28 @@ def run_pass(
     trigger: str = "once",
     clock: Callable[[], datetime] | None = None,
     progress: Progress | None = None,
+    deliver: Deliver | None = None,
 ) -> PassSummary:
     """Evaluate every rule at `moment` and apply the decisions (see the module docstring).
 
     `clock` gives the real time, recorded as the pass's start and finish only; every rule
-    is judged at `moment`.
+    is judged at `moment`. `deliver`, when given, drains the outbox at `moment` once the
+    rules are applied (messages are built when queued); a dry run only counts what it
+    would send. Without it (forecasts) notices stay queued.
     """
     summary = PassSummary(as_of=moment, dry_run=dry_run)
     real_time = clock or (lambda: moment)
+    build = deliver is not None and not dry_run
     with engine.connect() as connection:
         outer = connection.begin() if dry_run else None
         try:
             summary.pass_id = _open_pass(connection, moment, real_time(), dry_run, trigger)
-            _evaluate_all(connection, summary, policy, moment, dry_run, progress)
+            _evaluate_all(connection, summary, policy, moment, dry_run, progress, build)
+            if dry_run and deliver is not None:
+                summary.delivery.update({f"would_{what}": n for what, n in
+                                         plan_due(connection, policy, moment).items()})
+            elif deliver is not None:
+                _deliver(summary, deliver, moment)
             _close_pass(connection, summary, dry_run, real_time())
         finally:
             if outer is not None:
@@ -119,9 +132,16 @@ def run_pass(
     return summary
 
 
+def _deliver(summary: PassSummary, deliver: Deliver, moment: datetime) -> None:
+    counts = deliver(moment)
+    summary.transport = counts.transport
+    summary.delivery.update(counts.as_dict())
+    summary.errors += counts.errors
+
+
 def _evaluate_all(
     connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
-    dry_run: bool, progress: Progress | None,
+    dry_run: bool, progress: Progress | None, build: bool,
 ) -> None:
     resellers = load_resellers(connection)
     stages: Sequence[tuple[str, Any, Callable[..., None]]] = (
@@ -137,13 +157,21 @@ def _evaluate_all(
             batch = Batch(summary.pass_id or 0, moment)
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
-                summary.absorb(batch, write(connection, batch, TABLES))
+                _write(connection, batch, summary, build)
             if progress is not None:
                 progress(name, min(done * CHUNK, len(ids)), len(ids))
     with _transaction(connection, dry_run):
         batch = Batch(summary.pass_id or 0, moment)
         _digests(connection, batch, summary, resellers, policy)
-        summary.absorb(batch, write(connection, batch, TABLES))
+        _write(connection, batch, summary, build)
+
+
+def _write(connection: Connection, batch: Batch, summary: PassSummary, build: bool) -> None:
+    """Write a chunk's decisions; build the new notices' messages once, as they are queued."""
+    written = write(connection, batch, TABLES)
+    if build:
+        build_messages(connection, written.queued_ids)
+    summary.absorb(batch, written)
 
 
 @contextlib.contextmanager

@@ -19,9 +19,11 @@ def render_summary(summary: PassSummary) -> str:
     lines.append(f"  notices queued: {sum(summary.queued.values())}")
     lines += [f"    {n:>6}  {kind}" for kind, n in sorted(summary.queued.items())]
     lines.append(f"  notices cancelled (overtaken): {summary.cancelled}")
-    if summary.delivery:
+    if summary.delivery or summary.transport:
         delivered = ", ".join(f"{n} {state}" for state, n in sorted(summary.delivery.items()))
-        lines.append(f"  delivery: {delivered}")
+        lines.append(f"  delivery: {delivered or 'nothing due'}")
+    if summary.transport:
+        lines.append(f"  mail transport: {summary.transport}")
     if summary.dry_run:
         lines.append("  would change:")
         lines += [f"    {t['date']}  {t['record']} {t['ref']}: {t['from']} -> {t['to']}"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -207,6 +208,13 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(200))
+    # Delivery (migration 0002, worker/outbox.py): the message as built once (without its
+    # Date header, stamped when handed over), the lease of the process sending it, and
+    # the server's answer per recipient ({address: {status, code, reply, at}}).
+    message_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
+    recipient_results: Mapped[dict[str, Any] | None]
 
 
 metadata = Base.metadata

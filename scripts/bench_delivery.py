@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Benchmark: how fast does the outbox deliver, next to plain aiosmtplib?
+
+    python scripts/bench_delivery.py                       # 10k notices, 4 connections, SQLite
+    python scripts/bench_delivery.py --count 2000 --connections 2
+    python scripts/bench_delivery.py --postgres            # a throwaway PostgreSQL server
+    python scripts/bench_delivery.py --database-url postgresql+psycopg://user@host/db
+    python scripts/bench_delivery.py --build-at-claim      # also time building while sending
+
+A local aiosmtpd sink runs in a separate process (this machine's second core), counting
+what it accepts. In one run, against that sink:
+
+1. `--count` notifications are queued as a pass stores them (the payloads of
+   `worker.samples`, several kinds, French and English), and their messages are built
+   once, as they would be when queued (`worker.outbox.build_for`); the build rate is
+   reported on its own.
+2. plain: the same messages (same envelopes, same bytes, Date included) are sent with
+   aiosmtplib's `sendmail` over `--connections` connections, each sending its share
+   one after the other.
+3. outbox: `deliver_due` drains the queued notifications over a pool of the same number
+   of connections: claims, send-window decisions, Date stamping, sending, recording
+   each outcome in the database.
+4. with `--build-at-claim`: as 3, on notifications queued without their bytes, so the
+   drain builds each message itself.
+
+Each figure is messages per second, best of `--runs`; the aim is an outbox rate of at
+least half the plain rate, measured in the same run. Every message is checked to have
+reached the sink exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, delete, insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from worker.db.engine import make_engine, upgrade
+from worker.db.schema import metadata
+from worker.logs import configure_logging
+from worker.mailer import SmtpConfig, SmtpMailer
+from worker.notices import KINDS
+from worker.outbox import build_for, deliver_due, stamp_date
+from worker.policy import load_policy
+from worker.render import audiences_of
+from worker.samples import sample_row
+from worker.settings import Settings
+
+NOTIFICATIONS = metadata.tables["notifications"]
+MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)  # inside every sample zone's window
+AIM = 0.5
+HOST = "127.0.0.1"
+
+
+# --- the sink (a child process) -------------------------------------------------------
+
+
+def run_sink() -> None:
+    """Serve on a free port; print it; answer "count" on stdin; stop at end of input."""
+
+    class Counter:
+        received = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            Counter.received += 1
+            return "250 OK"
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Counter(), hostname=HOST, port=port, server_hostname="sink")
+    controller.start()
+    print(port, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "count":
+            print(Counter.received, flush=True)
+    controller.stop()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--sink"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def count(self) -> int:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+# --- the notices ----------------------------------------------------------------------
+
+
+def sample_mix() -> list[dict[str, Any]]:
+    """One sample row per kind, audience and locale (fr, en, fr_CA)."""
+    return [sample_row(kind, audience, locale) for kind in KINDS
+            for audience in audiences_of(kind) for locale in ("fr", "en", "fr_CA")]
+
+
+def notices(count: int) -> list[dict[str, Any]]:
+    """`count` notification rows as a pass stores them, numbered from 1."""
+    mix = sample_mix()
+    rows = []
+    for number in range(1, count + 1):
+        sample = mix[number % len(mix)]
+        recipients = [f"client{number}.{i}@example.test"
+                      for i in range(len(sample["recipients"]))]
+        rows.append({**{k: v for k, v in sample.items() if k != "id"},
+                     "id": number, "ref": f"ref{number}", "occasion": f"bench-{number}",
+                     "occasion_date": MOMENT.date(), "reseller_id": "r-nuage",
+                     "recipients": recipients, "attempts": 0, "created_at": MOMENT,
+                     "status": "queued", "message_id": None, "message_bytes": None})
+    return rows
+
+
+def build_all(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """The rows with their messages built, as at queue time; and the build rate."""
+    started = time.perf_counter()
+    built = []
+    for row in rows:
+        data, message_id = build_for(_Row(row))
+        built.append({**row, "message_bytes": data, "message_id": message_id})
+    return built, len(rows) / (time.perf_counter() - started)
+
+
+def queue(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    with engine.begin() as connection:
+        connection.execute(delete(NOTIFICATIONS))
+        connection.execute(insert(NOTIFICATIONS), rows)
+
+
+class _Row:
+    """What `build_for` reads from a SQLAlchemy row: `_mapping`."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values
+
+
+def envelopes(engine: Engine) -> list[tuple[str, list[str], bytes]]:
+    """The queued messages as the outbox would hand them over (Date stamped)."""
+    now = datetime.now(UTC)
+    query = select(NOTIFICATIONS.c.payload, NOTIFICATIONS.c.recipients,
+                   NOTIFICATIONS.c.message_bytes).where(NOTIFICATIONS.c.status == "queued")
+    with engine.connect() as connection:
+        return [(row.payload["reseller"]["email"], list(row.recipients),
+                 stamp_date(row.message_bytes, now)) for row in connection.execute(query)]
+
+
+# --- the two senders ------------------------------------------------------------------
+
+
+async def plain_send(port: int, messages: list[tuple[str, list[str], bytes]],
+                     connections: int) -> None:
+    async def one(share: list[tuple[str, list[str], bytes]]) -> None:
+        smtp = aiosmtplib.SMTP(hostname=HOST, port=port, local_hostname="bench.local",
+                               start_tls=False)
+        await smtp.connect()
+        for sender, recipients, data in share:
+            await smtp.sendmail(sender, recipients, data)
+        await smtp.quit()
+
+    await asyncio.gather(*(one(messages[i::connections]) for i in range(connections)))
+
+
+def outbox_send(engine: Engine, port: int, connections: int) -> int:
+    config = SmtpConfig(host=HOST, port=port, pool_size=connections,
+                        local_hostname="bench.local")
+    counts = deliver_due(engine, load_policy(), Settings(), MOMENT,
+                         clock=lambda: datetime.now(UTC), mailer=SmtpMailer(config))
+    if counts.errors or counts.as_dict().keys() - {"sent"}:
+        raise SystemExit(f"the outbox did not send everything: {counts}")
+    return counts.sent
+
+
+@dataclass
+class Timing:
+    name: str
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def timed(name: str, count: int, action: Any) -> Timing:
+    started = time.perf_counter()
+    action()
+    return Timing(name, count, time.perf_counter() - started)
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    engine: Engine
+    sink: Sink
+    rows: list[dict[str, Any]]
+    built: list[dict[str, Any]]
+    connections: int
+
+    def checked(self, timing: Timing, before: int) -> Timing:
+        delivered = self.sink.count() - before
+        if delivered != timing.messages:
+            raise SystemExit(f"{timing.name}: the sink got {delivered}, not {timing.messages}")
+        return timing
+
+    def plain(self) -> Timing:
+        queue(self.engine, self.built)
+        messages = envelopes(self.engine)
+        before = self.sink.count()
+        timing = timed("plain aiosmtplib", len(messages), lambda: asyncio.run(
+            plain_send(self.sink.port, messages, self.connections)))
+        return self.checked(timing, before)
+
+    def outbox(self, *, built: bool) -> Timing:
+        queue(self.engine, self.built if built else self.rows)
+        before = self.sink.count()
+        name = "outbox (bytes built when queued)" if built else "outbox (built while sending)"
+        timing = timed(name, len(self.rows), lambda: outbox_send(
+            self.engine, self.sink.port, self.connections))
+        return self.checked(timing, before)
+
+
+def best(timings: list[Timing]) -> Timing:
+    return min(timings, key=lambda t: t.seconds)
+
+
+def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | None,
+           args: argparse.Namespace, url: str) -> None:
+    print(f"\ndelivery benchmark: {args.count} notices, {args.connections} connections, "
+          f"best of {args.runs}; {url.split(':', 1)[0]}; Python "
+          f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"  building messages (once, at queue time): {build_rate:8.0f} msg/s")
+    for timing in (plain, outbox, extra):
+        if timing is not None:
+            print(f"  {timing.name:<36} {timing.rate:8.0f} msg/s  ({timing.seconds:.2f} s)")
+    ratio = outbox.rate / plain.rate
+    verdict = "met" if ratio >= AIM else "MISSED"
+    print(f"  outbox / plain: {ratio:.2f} (aim >= {AIM}: {verdict})")
+
+
+@contextlib.contextmanager
+def database(args: argparse.Namespace) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, a throwaway PostgreSQL, or given."""
+    if args.postgres:
+        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
+
+        with running_server() as url:
+            yield url
+    elif args.database_url:
+        yield args.database_url
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-delivery-") as folder:
+            yield f"sqlite:///{folder}/outbox.db"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--database-url", help="an empty database (default: SQLite file)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+    parser.add_argument("--build-at-claim", action="store_true")
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        run_sink()
+        return
+    configure_logging(level="warning")
+    rows = notices(args.count)
+    built, build_rate = build_all(rows)
+    with database(args) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        sink = Sink()
+        try:
+            bench = Bench(engine, sink, rows, built, args.connections)
+            plain, outbox = [], []
+            for _ in range(args.runs):
+                plain.append(bench.plain())
+                outbox.append(bench.outbox(built=True))
+            extra = bench.outbox(built=False) if args.build_at_claim else None
+            report(best(plain), best(outbox), build_rate, extra, args, url)
+        finally:
+            sink.close()
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
