@@ -231,3 +231,44 @@ def test_run_text_summary_names_what_changed(worker: Any, tmp_path: Path) -> Non
     result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z")
     assert "notices queued" in result.stdout
     assert "status changes" in result.stdout
+
+
+def test_a_pass_delivers_over_smtp_within_each_recipients_send_window(
+    worker: Any, tmp_path: Path
+) -> None:
+    """Paris mail goes at 11:00 local; Los Angeles (02:00) waits; a re-run sends nothing twice."""
+    from email import message_from_bytes, policy
+
+    from tests.smtp_server import smtp_server
+
+    worker("import", write(tmp_path, portfolio()))
+    with smtp_server() as server:
+        first = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z", "--json",
+                       SMTP_URL=server.url())
+        again = worker("run", "--once", "--as-of", "2027-02-05T10:05:00Z", "--json",
+                       SMTP_URL=server.url())
+        received = list(server.received)
+    assert 0 == first.code, first.stderr
+    assert first.json()["delivery"]["sent"] == len(received)
+    assert "sent" not in again.json()["delivery"]
+    messages = [message_from_bytes(r.data, policy=policy.default) for r in received]
+    kinds = {(m["X-Notification-Kind"], m["To"]) for m in messages}
+    assert ("renewal_upcoming", "Paul Dupont <paul@dupont.example>") in kinds
+    assert all(m["Auto-Submitted"] == "auto-generated" and m["Message-ID"] for m in messages)
+    assert not [m for m in messages if "harbour.example" in str(m["To"])]
+    exported = {(n["kind"], n["ref"], n["audience"]): n for n in worker("export").json()[
+        "notifications"]}
+    assert "sent" == exported[("renewal_upcoming", "s1", "customer")]["status"]
+    assert exported[("renewal_upcoming", "s1", "customer")]["sent_at"]
+    assert "queued" == exported[("renewal_window_open", "s2", "customer")]["status"]
+
+
+def test_without_smtp_url_messages_are_written_as_eml_files(worker: Any, tmp_path: Path) -> None:
+    """The file transport catches mail locally, and the run says where."""
+    worker("import", write(tmp_path, portfolio()))
+    result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z")
+    assert 0 == result.code, result.stderr
+    files = sorted((tmp_path / "mail").rglob("*.eml"))
+    assert files
+    assert "mail transport: files under" in result.stdout
+    assert b"X-Notification-Kind:" in files[0].read_bytes()
