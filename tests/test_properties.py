@@ -7,9 +7,6 @@
 * local midnight and the digest hour land where the zone's wall clock says.
 """
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

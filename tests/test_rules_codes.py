@@ -1,8 +1,5 @@
 """Reseller-change codes of DOMAIN.md: 72 hours to the minute, single use, latest notice only."""
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

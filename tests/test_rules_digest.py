@@ -1,8 +1,5 @@
 """The reseller's daily digest of DOMAIN.md: from 08:00 in the reseller's zone, once a day."""
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """Invitation reminders of DOMAIN.md: 7 and 14 local days after the invitation, while pending."""
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -4,9 +4,6 @@ Each table row runs one pass a day from the request, feeding every pass the stan
 previous one left; "new notices" are those whose once-key no earlier pass produced.
 """
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -5,9 +5,6 @@ state the previous one left, as the worker does; "new notices" are those whose o
 no earlier pass produced (the database keeps the key unique).
 """
 
-# House style (STYLE.md, "Tests read as sentences") puts the expected value first,
-# which ruff's SIM300 reads as a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 
