@@ -183,8 +183,20 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 
     engine = _engine(settings)
     deliver = _deliverer(engine, settings, policy)
-    serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
-                                   clock=utc_now, deliver=deliver), utc_now)
+    endpoint = None
+    if settings.health_port is not None:
+        from datetime import timedelta
+
+        from worker.health import serve_health
+
+        stale = timedelta(minutes=3 * policy.schedule.pass_every_minutes)
+        endpoint = serve_health(engine, settings.health_port, utc_now, stale)
+    try:
+        serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
+                                       clock=utc_now, deliver=deliver), utc_now)
+    finally:
+        if endpoint is not None:
+            endpoint.shutdown()
     return EXIT_OK
 
 
