@@ -124,17 +124,24 @@ def customer_info(row: Row[Any]) -> CustomerInfo:
     )
 
 
+def _claim_with_customer(
+    connection: Connection, table: Any, ids: Sequence[str], moment: datetime
+) -> list[Row[Any]]:
+    """Due rows of `table` joined to their customer, locked on PostgreSQL (SKIP LOCKED)."""
+    query = (
+        select(table, *_CUSTOMER_COLUMNS)
+        .join(CUSTOMERS, CUSTOMERS.c.id == table.c.customer_id)
+        .where(table.c.id.in_(ids), table.c.next_check_at <= moment)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(of=table, skip_locked=True)
+    return list(connection.execute(query))
+
+
 def claim_subscriptions(
     connection: Connection, ids: Sequence[str], moment: datetime
 ) -> list[Row[Any]]:
-    query = (
-        select(SUBSCRIPTIONS, *_CUSTOMER_COLUMNS)
-        .join(CUSTOMERS, CUSTOMERS.c.id == SUBSCRIPTIONS.c.customer_id)
-        .where(SUBSCRIPTIONS.c.id.in_(ids), SUBSCRIPTIONS.c.next_check_at <= moment)
-    )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(of=SUBSCRIPTIONS, skip_locked=True)
-    return list(connection.execute(query))
+    return _claim_with_customer(connection, SUBSCRIPTIONS, ids, moment)
 
 
 def subscription_state(row: Row[Any]) -> SubscriptionState:
@@ -190,14 +197,7 @@ def invitation_of(row: Row[Any]) -> Invitation | None:
 
 
 def claim_codes(connection: Connection, ids: Sequence[str], moment: datetime) -> list[Row[Any]]:
-    query = (
-        select(CODES, *_CUSTOMER_COLUMNS)
-        .join(CUSTOMERS, CUSTOMERS.c.id == CODES.c.customer_id)
-        .where(CODES.c.id.in_(ids), CODES.c.next_check_at <= moment)
-    )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(of=CODES, skip_locked=True)
-    return list(connection.execute(query))
+    return _claim_with_customer(connection, CODES, ids, moment)
 
 
 def code_of(row: Row[Any]) -> Code:
