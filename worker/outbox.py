@@ -100,6 +100,14 @@ class RetryPolicy:
         return sum(self.delays, timedelta(0))
 
 
+def retry_policy(policy: Policy) -> RetryPolicy:
+    """The retry schedule of `config/policy.toml`'s [delivery] section."""
+    settings = policy.delivery
+    return RetryPolicy.from_minutes(settings.retry_delays_minutes,
+                                    lease=timedelta(minutes=settings.lease_minutes),
+                                    batch=settings.batch)
+
+
 # --- decisions ------------------------------------------------------------------------
 
 
@@ -663,7 +671,7 @@ async def drain(
 ) -> DeliveryCounts:
     """`deliver_due` inside a running event loop."""
     return await Drain(engine, mailer, policy, moment, clock=clock,
-                       retry=retry or RetryPolicy(), build=build, limit=limit).run()
+                       retry=retry or retry_policy(policy), build=build, limit=limit).run()
 
 
 def deliver_due(

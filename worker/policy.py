@@ -127,6 +127,20 @@ class SchedulePolicy(_Section):
     _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
 
 
+class DeliveryPolicy(_Section):
+    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+        5, 15, 30, 60, 120, 240, 480, 720, 1440)
+    lease_minutes: PositiveDays = 15
+    batch: PositiveDays = 200
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _some(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+
 class SenderPolicy(_Section):
     default_locale: str = "en"
     default_timezone: str = "UTC"
@@ -145,6 +159,7 @@ class Policy(_Section):
     digest: DigestPolicy = DigestPolicy()
     send_window: SendWindowPolicy = SendWindowPolicy()
     schedule: SchedulePolicy = SchedulePolicy()
+    delivery: DeliveryPolicy = DeliveryPolicy()
     sender: SenderPolicy = SenderPolicy()
 
 
