@@ -70,6 +70,7 @@ class Customer(Base):
     __table_args__ = (
         Index(None, "reseller_id", "payment_standing"),
         Index(None, "reseller_id", "invitation_status"),
+        Index(None, "reseller_id", "account_state"),
     )
 
     id: Mapped[str] = mapped_column(Id, primary_key=True)
@@ -95,7 +96,10 @@ class Customer(Base):
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
-    __table_args__ = (Index(None, "reseller_id", "bucket", "status_since"),)
+    __table_args__ = (
+        Index(None, "reseller_id", "bucket", "status_since"),
+        Index(None, "reseller_id", "bucket", "anniversary_date", "status"),
+    )
 
     id: Mapped[str] = mapped_column(Id, primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)

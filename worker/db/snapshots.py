@@ -92,8 +92,10 @@ def load_resellers(connection: Connection) -> dict[str, ResellerInfo]:
 
 def due_ids(connection: Connection, table: Any, moment: datetime) -> list[str]:
     """Ids whose next check has come, through the `next_check_at` index."""
-    query = select(table.c.id).where(table.c.next_check_at <= moment).order_by(table.c.id)
-    return list(connection.scalars(query))
+    # Sorted here, not by ORDER BY: without statistics SQLite would rather walk the primary
+    # key in order than sort, which reads the whole table.
+    query = select(table.c.id).where(table.c.next_check_at <= moment)
+    return sorted(connection.scalars(query))
 
 
 def _claim(query: Any, connection: Connection) -> Any:

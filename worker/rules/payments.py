@@ -161,5 +161,13 @@ def _notices(
 
 
 def _next_check_on(invoices: tuple[Invoice, ...], today: date, policy: Policy) -> date | None:
-    future = [day for day in _event_days(invoices, policy) if day > today]
+    """The next day the standing may move: a request, a payment, or day 31 / 61 of an item
+    still unpaid on that day (a paid item's thresholds wake nobody)."""
+    future: list[date] = []
+    for item in invoices:
+        days = [item.requested_on, item.paid_on] + [
+            item.requested_on + timedelta(days=n)
+            for n in (policy.payment.late_after_days, policy.payment.suspended_after_days)
+            if item.unpaid_on(item.requested_on + timedelta(days=n))]
+        future += [day for day in days if day is not None and day > today]
     return min(future) if future else None

@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Benchmark: does one pass cost what is due, not what is stored?
+
+    python scripts/bench_pass.py                          # SQLite, 100k and 1M subscriptions
+    python scripts/bench_pass.py --quick                  # SQLite, 10k and 100k
+    python scripts/bench_pass.py --postgres               # a throwaway PostgreSQL server
+    python scripts/bench_pass.py --database-url postgresql+psycopg://user@host/postgres
+
+In one run it builds one settled portfolio per size (scripts/bench_common.py) with the
+same number of due records in each (`--due`), times `run_pass` at the bench moment on a
+fresh copy of each (best of `--runs`; the sizes take turns, so a change in the machine's
+load weighs on all of them), and times the naive alternative on the largest: an ORM loop
+that loads every subscription and evaluates it, writing nothing. Figures are printed as
+ratios against that baseline, measured in the same run on the same machine; the absolute
+seconds are there to read, not to compare across machines.
+
+The bench moment is a daily pass: every reseller's digest is due at it. `run_pass` is
+called without `deliver`: rules and their writes only, no message building or sending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import os
+import platform
+import pstats
+import shlex
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import sqlalchemy
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+# The repository's root: `worker` from this checkout, and tests/pg_server.py for --postgres.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_common import Plan, bench_moment, build
+
+from worker.db.engine import make_engine
+from worker.db.schema import Customer, Subscription
+from worker.db.snapshots import subscription_state
+from worker.logs import configure_logging
+from worker.passes import PassSummary, run_pass
+from worker.policy import Policy, load_policy
+from worker.rules.subscriptions import evaluate_subscription
+
+SCALING_AIM = 1.3  # largest pass / smallest pass, same due records
+NAIVE_AIM = 20.0  # naive loop / largest pass
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- where the databases live ----------------------------------------------------------
+
+
+class Backend(Protocol):
+    name: str
+
+    def is_prepared(self, name: str) -> bool: ...
+    def create(self, name: str) -> str: ...
+    def seal(self, name: str) -> None: ...
+    def copy(self, name: str, copy: str) -> str: ...
+    def drop(self, name: str) -> None: ...
+    def url(self, name: str) -> str: ...
+    def facts(self) -> dict[str, str]: ...
+
+
+class SqliteBackend:
+    """Database files in a work directory; a run's fresh copy is a copy of the file."""
+
+    name = "sqlite"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def _path(self, name: str) -> Path:
+        return self.workdir / f"{name}.db"
+
+    def url(self, name: str) -> str:
+        return f"sqlite:///{self._path(name)}"
+
+    def is_prepared(self, name: str) -> bool:
+        return (self.workdir / f"{name}.ready").exists()
+
+    def create(self, name: str) -> str:
+        self.drop(name)
+        return self.url(name)
+
+    def seal(self, name: str) -> None:
+        with contextlib.closing(sqlite3.connect(self._path(name))) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (self.workdir / f"{name}.ready").touch()
+
+    def copy(self, name: str, copy: str) -> str:
+        """Copy the file and flush it to disk, so that the pass's first checkpoint does
+        not pay for writing the whole copy out."""
+        self.drop(copy)
+        shutil.copyfile(self._path(name), self._path(copy))
+        with self._path(copy).open("rb+") as handle:
+            os.fsync(handle.fileno())
+        return self.url(copy)
+
+    def drop(self, name: str) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._path(name)}{suffix}").unlink(missing_ok=True)
+        (self.workdir / f"{name}.ready").unlink(missing_ok=True)
+
+    def facts(self) -> dict[str, str]:
+        return {"sqlite": sqlite3.sqlite_version, "database files": str(self.workdir)}
+
+
+class PostgresBackend:
+    """Databases on one server; a run's fresh copy is CREATE DATABASE … TEMPLATE."""
+
+    name = "postgresql"
+    READY = "bench-ready"
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+
+    def url(self, name: str) -> str:
+        return make_url(self.server_url).set(database=name).render_as_string(
+            hide_password=False)
+
+    def _run(self, sql: str, **params: Any) -> Any:
+        with self.admin.connect() as connection:
+            result = connection.execute(text(sql), params)
+            return result.scalar() if result.returns_rows else None
+
+    def is_prepared(self, name: str) -> bool:
+        found = self._run("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                          "WHERE datname = :name", name=name)
+        return bool(found == self.READY)
+
+    def create(self, name: str) -> str:
+        self.drop(name)
+        self._run(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def seal(self, name: str) -> None:
+        engine = create_engine(self.url(name), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:  # what autovacuum would have done by now
+            connection.execute(text("VACUUM ANALYZE"))
+        engine.dispose()
+        self._run(f"COMMENT ON DATABASE \"{name}\" IS '{self.READY}'")
+
+    def copy(self, name: str, copy: str) -> str:
+        self.drop(copy)
+        self._run(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+        return self.url(copy)
+
+    def drop(self, name: str) -> None:
+        self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def facts(self) -> dict[str, str]:
+        version = str(self._run("SHOW server_version"))
+        return {"postgresql": version, "server": make_url(self.server_url).render_as_string()}
+
+
+@contextlib.contextmanager
+def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
+    if args.postgres:
+        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
+
+        with running_server() as url:
+            yield PostgresBackend(url)
+    elif args.database_url:
+        yield PostgresBackend(args.database_url)
+    elif args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        yield SqliteBackend(args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-pass-", dir=args.tmp) as workdir:
+            yield SqliteBackend(Path(workdir))
+
+
+# --- measuring -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassTiming:
+    seconds: float
+    cpu_seconds: float
+    stages: dict[str, float]
+    summary: PassSummary
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    plan: Plan
+    build_seconds: float | None
+    best: PassTiming
+    all_seconds: list[float]
+
+
+def prepare(backend: Backend, plan: Plan, policy: Policy) -> float | None:
+    """Build the prepared database once (kept in --workdir); seconds, None if reused."""
+    name = plan.name()
+    if backend.is_prepared(name):
+        log(f"reusing prepared database {name}")
+        return None
+    log(f"building {plan.subscriptions:,} subscriptions ({name}) ...")
+    started = time.perf_counter()
+    engine = make_engine(backend.create(name))
+    counts = build(engine, plan, policy)
+    engine.dispose()
+    backend.seal(name)
+    seconds = time.perf_counter() - started
+    log(f"  built in {seconds:.1f} s: {counts}")
+    return seconds
+
+
+def timed_pass(url: str, policy: Policy, plan: Plan) -> PassTiming:
+    """`run_pass` at the bench moment; stage ends are read from its progress callback."""
+    engine = make_engine(url)
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, _done: int, _total: int) -> None:
+        marks[stage] = time.perf_counter()
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    summary = run_pass(engine, policy, plan.moment, progress=progress)
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
+    engine.dispose()
+    subscriptions_end = marks.get("subscriptions", started)
+    customers_end = marks.get("customers", subscriptions_end)
+    stages = {"subscriptions": subscriptions_end - started,
+              "customers": customers_end - subscriptions_end,
+              "codes+digests": finished - customers_end}
+    return PassTiming(finished - started, cpu, stages, summary)
+
+
+def check(summary: PassSummary, plan: Plan) -> None:
+    """The pass evaluated exactly the planned due records, and nothing failed."""
+    expected = {"subscription": plan.due_subscriptions, "customer": plan.due_customers}
+    found = {kind: summary.evaluated.get(kind, 0) for kind in expected}
+    if found != expected or summary.errors:
+        raise SystemExit(f"the pass did not evaluate what was planned: expected {expected}, "
+                         f"evaluated {dict(summary.evaluated)}, errors {summary.errors[:3]}")
+
+
+def one_run(backend: Backend, plan: Plan, policy: Policy) -> PassTiming:
+    copy = f"{plan.name()}_run"
+    gc.collect()
+    timing = timed_pass(backend.copy(plan.name(), copy), policy, plan)
+    backend.drop(copy)
+    check(timing.summary, plan)
+    return timing
+
+
+def measure(backend: Backend, plans: list[Plan], policy: Policy, runs: int) -> list[SizeResult]:
+    """Every size prepared, then timed in turns (run 1 of each size, run 2, ...) so that a
+    change in the machine's load during the bench weighs on every size alike."""
+    built = {plan: prepare(backend, plan, policy) for plan in plans}
+    timings: dict[Plan, list[PassTiming]] = {plan: [] for plan in plans}
+    for run in range(runs):
+        for plan in plans:
+            timings[plan].append(one_run(backend, plan, policy))
+            log(f"  {plan.subscriptions:,}: run {run + 1}/{runs}: "
+                f"{timings[plan][-1].seconds:.3f} s")
+    return [SizeResult(plan, built[plan], min(timings[plan], key=lambda t: t.seconds),
+                       [timing.seconds for timing in timings[plan]]) for plan in plans]
+
+
+def naive_loop(url: str, policy: Policy, plan: Plan) -> tuple[float, int]:
+    """Every subscription through the ORM, into the rule; nothing written."""
+    engine = make_engine(url)
+    customers = Customer.__table__
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        zones = {cid: ZoneInfo(name) for cid, name in
+                 connection.execute(select(customers.c.id, customers.c.timezone))}
+    evaluated = 0
+    with Session(engine) as session:
+        for subscription in session.scalars(select(Subscription)):
+            today = plan.moment.astimezone(zones[subscription.customer_id]).date()
+            evaluate_subscription(subscription_state(subscription), today, policy)  # type: ignore[arg-type]
+            evaluated += 1
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return seconds, evaluated
+
+
+def best_naive(backend: Backend, plan: Plan, policy: Policy, runs: int) -> tuple[float, int]:
+    results = []
+    for run in range(runs):
+        results.append(naive_loop(backend.url(plan.name()), policy, plan))
+        log(f"  naive loop on {plan.subscriptions:,}: run {run + 1}/{runs}: "
+            f"{results[-1][0]:.1f} s")
+    return min(results)
+
+
+def profile_pass(backend: Backend, plan: Plan, policy: Policy, lines: int) -> str:
+    """cProfile of one more pass on a fresh copy: the top functions by own time."""
+    copy = f"{plan.name()}_profile"
+    url = backend.copy(plan.name(), copy)
+    profiler = cProfile.Profile()
+    profiler.runcall(timed_pass, url, policy, plan)
+    backend.drop(copy)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(lines)
+    return out.getvalue()
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def machine_facts(backend: Backend) -> dict[str, str]:
+    load = " ".join(f"{figure:.1f}" for figure in os.getloadavg())
+    facts = {"python": f"{platform.python_implementation()} {platform.python_version()}",
+             "sqlalchemy": sqlalchemy.__version__, "cores": str(os.cpu_count()),
+             "cpu": cpu_model(), "load average at the end": load,
+             "platform": platform.platform()}
+    return {**facts, **backend.facts()}
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def size_label(size: int) -> str:
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}M"
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def queued_line(summary: PassSummary) -> str:
+    queued = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.queued.items()))
+    return f"queued: {queued}; transitions {len(summary.transitions)}"
+
+
+def report(
+    results: list[SizeResult], naive: tuple[float, int] | None, args: argparse.Namespace,
+    facts: dict[str, str], emit: Callable[[str], None] = print,
+) -> None:
+    first = results[0].plan
+    emit(f"\nbench_pass: backend {args.backend}, moment {first.moment.isoformat()}, "
+         f"{first.resellers} resellers, pass best of {args.runs} (each on a fresh copy)")
+    emit(f"due records in every size: {first.due_subscriptions} subscriptions (AD-45, AD-30 "
+         f"and AD on the bench day), {first.due_customers} customers (payment day 31); "
+         f"every reseller's digest is due")
+    emit(f"{'subscriptions':>13} {'customers':>10} {'due':>6} {'digests':>7} {'pass s':>8} "
+         f"{'records/s':>10} {'cpu s':>6} {'subs s':>7} {'cust s':>7} {'codes+digests s':>15} "
+         f"{'all runs s':>22}")
+    for result in results:
+        emit(size_row(result))
+    for result in results:
+        built = ("reused" if result.build_seconds is None
+                 else f"built in {result.build_seconds:.0f} s")
+        emit(f"  {size_label(result.plan.subscriptions)} ({built}) "
+             f"{queued_line(result.best.summary)}")
+    emit_ratios(results, naive, emit)
+    emit("\nmachine: " + "; ".join(f"{key} {value}" for key, value in facts.items()))
+    emit("command: " + shlex.join([sys.executable, *sys.argv]))
+
+
+def size_row(result: SizeResult) -> str:
+    plan, best = result.plan, result.best
+    digests = best.summary.evaluated.get("reseller", 0)
+    records = plan.due_subscriptions + plan.due_customers
+    runs = " ".join(f"{seconds:.3f}" for seconds in result.all_seconds)
+    stages = best.stages
+    return (f"{plan.subscriptions:>13,} {plan.customers:>10,} {records:>6,} {digests:>7} "
+            f"{best.seconds:>8.3f} {records / best.seconds:>10,.0f} {best.cpu_seconds:>6.2f} "
+            f"{stages['subscriptions']:>7.3f} {stages['customers']:>7.3f} "
+            f"{stages['codes+digests']:>15.3f} {runs:>22}")
+
+
+def emit_ratios(
+    results: list[SizeResult], naive: tuple[float, int] | None, emit: Callable[[str], None]
+) -> None:
+    small, large = results[0], results[-1]
+    small_label, large_label = size_label(small.plan.subscriptions), size_label(
+        large.plan.subscriptions)
+    scaling = large.best.seconds / small.best.seconds
+    emit(f"\n{large_label} pass / {small_label} pass = {scaling:.2f}   "
+         f"(aim <= {SCALING_AIM}: {'met' if scaling <= SCALING_AIM else 'NOT met'})")
+    if naive is None:
+        emit("naive loop: not measured (--no-naive)")
+        return
+    seconds, evaluated = naive
+    ratio = seconds / large.best.seconds
+    emit(f"naive loop / {large_label} pass = {ratio:.1f}   "
+         f"(aim >= {NAIVE_AIM:.0f}: {'met' if ratio >= NAIVE_AIM else 'NOT met'})")
+    emit(f"  naive loop: every subscription through the ORM into evaluate_subscription, no "
+         f"writes: {seconds:.2f} s for {evaluated:,}, {evaluated / seconds:,.0f}/s")
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000],
+                        help="subscriptions per database (default: 100000 1000000)")
+    parser.add_argument("--quick", action="store_true", help="sizes 10000 100000")
+    parser.add_argument("--due", type=int, default=2000,
+                        help="due records in every size: 90%% subscriptions, 10%% customers")
+    parser.add_argument("--resellers", type=int, default=50)
+    parser.add_argument("--moment", type=bench_moment, default=bench_moment("2027-03-10T14:00Z"),
+                        help="the bench pass's moment (default 2027-03-10T14:00Z)")
+    parser.add_argument("--runs", type=int, default=3, help="pass runs per size (best kept)")
+    parser.add_argument("--naive-runs", type=int, default=1, help="naive loop runs (best kept)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--database-url", help="a PostgreSQL server URL (its databases are "
+                        "created and dropped by the bench)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+    parser.add_argument("--workdir", type=Path, help="keep (and reuse) the prepared SQLite "
+                        "files here; default: a temporary directory removed at the end")
+    parser.add_argument("--tmp", help="parent of the temporary directory")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile of one pass on the largest size")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = [10_000, 100_000]
+    args.sizes = sorted(args.sizes)
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        parser.error("--database-url must be a postgresql+psycopg:// URL")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(json=True, level="warning")
+    policy = load_policy()
+    with open_backend(args) as backend:
+        args.backend = backend.name
+        plans = [Plan(size, args.due, args.moment, args.resellers) for size in args.sizes]
+        results = measure(backend, plans, policy, args.runs)
+        naive = None if args.no_naive else best_naive(backend, plans[-1], policy,
+                                                      args.naive_runs)
+        facts = machine_facts(backend)
+        profile = profile_pass(backend, plans[-1], policy, 25) if args.profile else None
+    report(results, naive, args, facts)
+    if profile:
+        print("\n" + profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
