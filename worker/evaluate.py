@@ -37,6 +37,14 @@ def _reseller(resellers: dict[str, ResellerInfo], reseller_id: str, what: str) -
         raise RecordError(f"{what}: unknown reseller {reseller_id!r}") from None
 
 
+def _update_changed(batch: Batch, table: str, row: Any, **values: Any) -> None:
+    """Write only the columns whose value moved: an index is rewritten only when one of
+    its columns is in the UPDATE, so unchanged columns would cost index writes for nothing."""
+    changed = {name: value for name, value in values.items() if getattr(row, name) != value}
+    if changed:
+        batch.update(table, row.id, **changed)
+
+
 def _check_at(day: date | None, zone: Any) -> datetime:
     return local_midnight(day, zone) if day is not None else FAR_FUTURE
 
@@ -49,8 +57,8 @@ def subscription(
     today = batch.moment.astimezone(customer.zone).date()
     result = evaluate_subscription(subscription_state(row), today, policy)
     state = result.state
-    batch.update(
-        "subscriptions", row.id, status=state.status, status_since=state.status_since,
+    _update_changed(
+        batch, "subscriptions", row, status=state.status, status_since=state.status_since,
         anniversary_date=state.anniversary_date, term_months=state.term_months,
         first_term_extended=state.first_term_extended,
         renewal_spent_through=state.renewal_spent_through,
@@ -84,8 +92,8 @@ def customer(
     invitation = evaluate_invitation(row.id, invitation_of(row), today, info.zone, policy)
     standing = payment.standing
     checks = [day for day in (payment.next_check_on, invitation.next_check_on) if day]
-    batch.update(
-        "customers", row.id, payment_standing=standing.standing,
+    _update_changed(
+        batch, "customers", row, payment_standing=standing.standing,
         payment_episode=standing.episode, payment_since=standing.since,
         late_notice_barred=standing.late_barred,
         next_check_at=_check_at(min(checks) if checks else None, info.zone), error=None,
@@ -105,8 +113,8 @@ def code(row: Any, batch: Batch, resellers: dict[str, ResellerInfo], policy: Pol
     reseller = _reseller(resellers, row.reseller_id, f"code {row.id}")
     zone = zone_of(reseller.timezone, f"reseller {reseller.id}")
     result = evaluate_code(code_of(row), batch.moment, zone, policy)
-    batch.update("reseller_change_codes", row.id, status=result.status,
-                 next_check_at=result.next_check or FAR_FUTURE, error=None)
+    _update_changed(batch, "reseller_change_codes", row, status=result.status,
+                    next_check_at=result.next_check or FAR_FUTURE, error=None)
     batch.record("code", row.id, result.changes)
     context = {"customer": info.public(), "code": {"id": row.id}}
     for notice in result.notices:
