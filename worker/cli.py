@@ -26,6 +26,7 @@ from worker.policy import Policy, load_policy
 from worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from worker.outbox import DeliveryCounts
     from worker.passes import Deliver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -177,6 +178,11 @@ def _deliverer(engine: Engine, settings: Settings, policy: Policy) -> Deliver:
     return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now)
 
 
+def _log_delivery(counts: DeliveryCounts) -> None:
+    if counts.as_dict():
+        log.info("delivery_finished", **counts.as_dict(), transport=counts.transport)
+
+
 def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.passes import run_pass
     from worker.service import serve
@@ -193,7 +199,8 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
         endpoint = serve_health(engine, settings.health_port, utc_now, stale)
     try:
         serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
-                                       clock=utc_now, deliver=deliver), utc_now)
+                                       clock=utc_now, deliver=deliver),
+              lambda: _log_delivery(deliver(utc_now())), utc_now)
     finally:
         if endpoint is not None:
             endpoint.shutdown()

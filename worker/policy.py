@@ -121,6 +121,7 @@ class SendWindowPolicy(_Section):
 class SchedulePolicy(_Section):
     timezone: str = "UTC"
     pass_every_minutes: PositiveDays = 15
+    deliver_every_minutes: PositiveDays = 1
     forecast_pass_at: time = time(12, 0)
 
     _zone = field_validator("timezone")(_check_zone)

@@ -1,4 +1,5 @@
-"""`start`: the pass on an APScheduler 3.11 schedule until SIGTERM or SIGINT.
+"""`start`: the pass and the outbox's drain on an APScheduler 3.11 schedule until
+SIGTERM or SIGINT.
 
 The schedule runs in the configured timezone (UTC by default: a wall-clock schedule in a
 DST zone would skip or double a run). One pass at a time (`max_instances=1`); missed
@@ -23,15 +24,25 @@ from worker.policy import Policy
 log = structlog.get_logger("worker.service")
 
 
-def serve(policy: Policy, run_once: Callable[[], object], now: Callable[[], datetime]) -> None:
-    """Run `run_once` now and then every `schedule.pass_every_minutes` until a signal."""
+def serve(
+    policy: Policy, run_once: Callable[[], object], deliver_once: Callable[[], object],
+    now: Callable[[], datetime],
+) -> None:
+    """Run `run_once` now and then every `schedule.pass_every_minutes`, and drain the outbox
+    every `schedule.deliver_every_minutes` (retries and send windows open between passes),
+    until a signal."""
     zone = ZoneInfo(policy.schedule.timezone)
     scheduler = BlockingScheduler(timezone=zone)
     scheduler.add_job(
-        _guarded(run_once), IntervalTrigger(minutes=policy.schedule.pass_every_minutes,
-                                            timezone=zone),
+        _guarded(run_once, "pass_failed"),
+        IntervalTrigger(minutes=policy.schedule.pass_every_minutes, timezone=zone),
         id="pass", max_instances=1, coalesce=True, misfire_grace_time=300,
         next_run_time=now(),
+    )
+    scheduler.add_job(
+        _guarded(deliver_once, "delivery_failed"),
+        IntervalTrigger(minutes=policy.schedule.deliver_every_minutes, timezone=zone),
+        id="deliver", max_instances=1, coalesce=True, misfire_grace_time=60,
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -46,11 +57,11 @@ def serve(policy: Policy, run_once: Callable[[], object], now: Callable[[], date
     log.info("service_stopped")
 
 
-def _guarded(job: Callable[[], object]) -> Callable[[], None]:
+def _guarded(job: Callable[[], object], event: str) -> Callable[[], None]:
     def run() -> None:
         try:
             job()
-        except Exception:  # the service outlives one failed pass; the next one retries
-            log.exception("pass_failed")
+        except Exception:  # the service outlives one failed run; the next one retries
+            log.exception(event)
 
     return run
