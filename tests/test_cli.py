@@ -163,7 +163,10 @@ def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> Non
     assert result.code == 0, result.stderr
     assert before == worker("export").json()
     days = result.json()["days"]
-    assert len(days) == 60
+    assert 60 == len(days)
+    flat = result.json()["notices"]
+    assert {"date", "kind", "ref", "recipients"} <= set(flat[0])
+    assert sum(len(day["notices"]) for day in days) == len(flat)
     by_day = {(n["kind"], n["ref"]): day["date"] for day in days for n in day["notices"]
               if n["audience"] == "customer"}
     assert by_day[("renewal_upcoming", "s1")] == "2027-01-29"

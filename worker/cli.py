@@ -221,7 +221,7 @@ def _export(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
 
 def _forecast(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.forecast import forecast
-    from worker.summary import forecast_csv, forecast_table
+    from worker.summary import forecast_csv, forecast_json, forecast_table
 
     if args.days < 1:
         raise BadInput("--days: must be 1 or more")
@@ -229,7 +229,7 @@ def _forecast(args: argparse.Namespace, settings: Settings, policy: Policy) -> i
     first_day = _day(args.first_day) if args.first_day else utc_now().astimezone(zone).date()
     report = forecast(_engine(settings), policy, first_day, args.days)
     render: dict[str, Callable[[list[dict[str, Any]]], str]] = {
-        "json": lambda days: json.dumps({"days": days}, indent=2, ensure_ascii=False) + "\n",
+        "json": lambda days: json.dumps(forecast_json(days), indent=2, ensure_ascii=False) + "\n",
         "csv": forecast_csv, "table": forecast_table,
     }
     sys.stdout.write(render[args.format](report))

@@ -49,6 +49,15 @@ def forecast_table(days: list[dict[str, Any]]) -> str:
     return "\n".join(lines or ["nothing happens in this period"]) + "\n"
 
 
+def forecast_json(days: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every notice and change of the period in two flat lists, and the same per day."""
+    return {
+        "notices": [notice for day in days for notice in day["notices"]],
+        "changes": [change for day in days for change in day["changes"]],
+        "days": days,
+    }
+
+
 def forecast_csv(days: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
