@@ -16,7 +16,7 @@ Date policy (DOMAIN.md, "Anniversaries" and "Time"):
 from __future__ import annotations
 
 import calendar as _calendar
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 
@@ -60,11 +60,3 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
 def local_time_of_day(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The instant (in UTC) when the wall clock in `zone` reads `at` on `day`."""
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
-
-
-def days_between(earlier: date, later: date) -> int:
-    return (later - earlier).days
-
-
-def shift(day: date, days: int) -> date:
-    return day + timedelta(days=days)

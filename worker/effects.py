@@ -109,7 +109,6 @@ class Written:
 
     queued: Counter[str] = field(default_factory=Counter)
     cancelled: int = 0
-    transitions: int = 0
     queued_rows: list[dict[str, Any]] = field(default_factory=list)
     queued_ids: list[int] = field(default_factory=list)
 
@@ -123,7 +122,6 @@ def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Wri
         connection.execute(statement, rows)
     if batch.transitions:
         connection.execute(TRANSITIONS.insert(), batch.transitions)
-        written.transitions = len(batch.transitions)
     written.cancelled += _cancel_all_overtaken(connection, batch.live)
     for row, new_id in _insert_all_once(connection, batch.notifications, batch.pass_id):
         written.queued[row["kind"]] += 1

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from worker.db.schema import Customer, Notification, ResellerChangeCode, Subscription
+from worker.db.schema import CODES, CUSTOMERS, NOTIFICATIONS, SUBSCRIPTIONS
 
 SUSPENDED = "suspended"
 
@@ -25,7 +25,7 @@ def _iso(value: date | datetime | None) -> str | None:
 
 
 def _customers(connection: Connection) -> Iterator[dict[str, Any]]:
-    c = Customer.__table__.c
+    c = CUSTOMERS.c
     query = select(c.id, c.name, c.reseller_id, c.payment_standing, c.account_state,
                    c.invitation_status).order_by(c.id)
     for row in connection.execute(query):
@@ -38,7 +38,7 @@ def _customers(connection: Connection) -> Iterator[dict[str, Any]]:
 
 
 def _subscriptions(connection: Connection) -> Iterator[dict[str, Any]]:
-    s = Subscription.__table__.c
+    s = SUBSCRIPTIONS.c
     query = select(s.id, s.customer_id, s.product, s.status, s.status_since,
                    s.anniversary_date, s.bucket, s.term_months, s.error).order_by(s.id)
     for row in connection.execute(query):
@@ -49,7 +49,7 @@ def _subscriptions(connection: Connection) -> Iterator[dict[str, Any]]:
 
 
 def _codes(connection: Connection) -> Iterator[dict[str, Any]]:
-    k = ResellerChangeCode.__table__.c
+    k = CODES.c
     query = select(k.id, k.customer_id, k.reseller_id, k.status, k.issued_at).order_by(k.id)
     for row in connection.execute(query):
         yield {"id": row.id, "customer_id": row.customer_id, "reseller_id": row.reseller_id,
@@ -57,7 +57,7 @@ def _codes(connection: Connection) -> Iterator[dict[str, Any]]:
 
 
 def _notifications(connection: Connection) -> Iterator[dict[str, Any]]:
-    n = Notification.__table__.c
+    n = NOTIFICATIONS.c
     query = select(n.id, n.kind, n.ref, n.occasion, n.audience, n.recipients, n.status,
                    n.created_at, n.sent_at, n.attempts, n.last_error).order_by(n.id)
     for row in connection.execute(query):

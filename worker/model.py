@@ -45,20 +45,6 @@ class Notice:
         return (self.kind, self.ref, self.occasion)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a rule decided about one record.
-
-    `live` names, per family the rule speaks for, the key of the one notice of that family
-    still wanted (or None): any other queued notice of the family is overtaken.
-    """
-
-    changes: tuple[Change, ...] = ()
-    notices: tuple[Notice, ...] = ()
-    live: dict[str, tuple[str, str, str] | None] = field(default_factory=dict)
-    next_check: datetime | None = None
-
-
 def within_horizon(occasion: date, today: date, horizon_days: int) -> bool:
     """A notice whose occasion lies more than the horizon before today is never created."""
     return (today - occasion).days <= horizon_days

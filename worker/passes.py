@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, update
 
 from worker import evaluate
 from worker.db.dashboard import digest_groups
@@ -245,7 +245,7 @@ def _digests(
     connection: Connection, batch: Batch, summary: PassSummary,
     resellers: dict[str, ResellerInfo], policy: Policy,
 ) -> None:
-    due = set(due_ids_digest(connection, batch.moment))
+    due = set(due_ids(connection, RESELLERS, batch.moment, "next_digest_at"))
     for reseller in resellers.values():
         if reseller.id not in due:
             continue
@@ -265,11 +265,6 @@ def _digests(
             if notice is not None:
                 batch.queue(notice, None, reseller, {})
         batch.update("resellers", reseller.id, next_digest_at=timing.next_at)
-
-
-def due_ids_digest(connection: Connection, moment: datetime) -> list[str]:
-    query = select(RESELLERS.c.id).where(RESELLERS.c.next_digest_at <= moment)
-    return list(connection.scalars(query))
 
 
 def _open_pass(

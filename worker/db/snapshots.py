@@ -90,22 +90,23 @@ def load_resellers(connection: Connection) -> dict[str, ResellerInfo]:
     return resellers
 
 
-def due_ids(connection: Connection, table: Any, moment: datetime) -> list[str]:
-    """Ids whose next check has come, through the `next_check_at` index."""
+def due_ids(connection: Connection, table: Any, moment: datetime,
+            column: str = "next_check_at") -> list[str]:
+    """Ids whose next check (`column`, indexed) has come."""
     # Sorted here, not by ORDER BY: without statistics SQLite would rather walk the primary
     # key in order than sort, which reads the whole table.
-    query = select(table.c.id).where(table.c.next_check_at <= moment)
+    query = select(table.c.id).where(table.c[column] <= moment)
     return sorted(connection.scalars(query))
 
 
-def _claim(query: Any, connection: Connection) -> Any:
-    """Lock the claimed rows on PostgreSQL; rows another replica holds are skipped.
+def _claim(query: Any, connection: Connection, table: Any) -> Any:
+    """Lock the claimed rows of `table` on PostgreSQL; rows another replica holds are skipped.
 
     SQLite has no row locks (SQLAlchemy drops FOR UPDATE there); its passes run under
     BEGIN IMMEDIATE, which serialises writers instead.
     """
     if connection.dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
+        return query.with_for_update(of=table, skip_locked=True)
     return query
 
 
@@ -135,9 +136,7 @@ def _claim_with_customer(
         .join(CUSTOMERS, CUSTOMERS.c.id == table.c.customer_id)
         .where(table.c.id.in_(ids), table.c.next_check_at <= moment)
     )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(of=table, skip_locked=True)
-    return list(connection.execute(query))
+    return list(connection.execute(_claim(query, connection, table)))
 
 
 def claim_subscriptions(
@@ -175,7 +174,7 @@ def claim_customers(
     query = select(CUSTOMERS, *_CUSTOMER_COLUMNS).where(
         CUSTOMERS.c.id.in_(ids), CUSTOMERS.c.next_check_at <= moment
     )
-    return list(connection.execute(_claim(query, connection)))
+    return list(connection.execute(_claim(query, connection, CUSTOMERS)))
 
 
 def invoices_of(connection: Connection, customer_ids: Sequence[str]) -> dict[str, list[Invoice]]:
