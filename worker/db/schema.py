@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     ForeignKey,
@@ -221,6 +222,32 @@ class Notification(Base):
     recipient_results: Mapped[dict[str, Any] | None]
 
 
+class Event(Base):
+    """The change feed (a transactional outbox): one row per change the worker made,
+    written in the transaction that makes the change. `seq` only grows; `id` is the
+    event's public identity (the `webhook-id` of every push of it)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index(None, "subject_type", "subject_id", "seq"),
+        Index(None, "reseller_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(48))
+    subject_type: Mapped[str] = mapped_column(String(24))
+    subject_id: Mapped[str] = mapped_column(Id)
+    reseller_id: Mapped[str | None] = mapped_column(Id)
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    pass_id: Mapped[int | None] = mapped_column(ForeignKey("passes.id"))
+    transition_id: Mapped[int | None] = mapped_column(ForeignKey("transitions.id"), unique=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 metadata = Base.metadata
 
 RESELLERS = metadata.tables["resellers"]
@@ -231,3 +258,4 @@ CODES = metadata.tables["reseller_change_codes"]
 PASSES = metadata.tables["passes"]
 TRANSITIONS = metadata.tables["transitions"]
 NOTIFICATIONS = metadata.tables["notifications"]
+EVENTS = metadata.tables["events"]
