@@ -585,21 +585,25 @@ def test_another_pending_change_is_due_at_the_stored_anniversary(loaded: Engine,
 def test_an_applied_pending_change_is_not_recorded_again(loaded: Engine,
                                                          policy: Policy) -> None:
     """Once the worker applied it (term set, change cleared), the portal's copy is spent."""
-    set_columns(loaded, "subscriptions", "s1", term_months=1, pending_term_months=None,
+    set_columns(loaded, "subscriptions", "s1", current_term_months=1, pending_term_months=None,
                 pending_due_ad=None, status="active")
     run(loaded, policy, {"subscriptions": [{"id": "s1", "pending_change": {"term_months": 1}}]})
     assert stored(loaded, "subscriptions", "s1")["pending_term_months"] is None
 
 
-def test_the_term_decides_an_extended_first_term_only_before_evaluation(
+def test_the_term_decides_an_extended_first_term_only_before_the_start(
         loaded: Engine, policy: Policy) -> None:
-    """Once a pass has judged the subscription, its first term is what it was."""
+    """Once the subscription runs, its first term is what it was: a new term sold waits
+    for the end of the current period, as a pending change does."""
     run(loaded, policy, {"subscriptions": [{"id": "s1", "term_months": 24}]})
-    assert stored(loaded, "subscriptions", "s1")["first_term_extended"] is True
+    row = stored(loaded, "subscriptions", "s1")
+    assert (24, True) == (row["current_term_months"], row["first_term_extended"])
     set_columns(loaded, "subscriptions", "s1", status="active")
     run(loaded, policy, {"subscriptions": [{"id": "s1", "term_months": 12}]})
     row = stored(loaded, "subscriptions", "s1")
-    assert (row["term_months"], row["first_term_extended"]) == (12, True)
+    assert (12, 24, True, 12, date(2027, 3, 15)) == (
+        row["term_months"], row["current_term_months"], row["first_term_extended"],
+        row["pending_term_months"], row["pending_due_ad"])
 
 
 def test_derived_columns_are_never_written(loaded: Engine, policy: Policy) -> None:

@@ -90,7 +90,7 @@ def test_a_broken_record_is_named_and_skipped_while_the_others_go_on(
     load(engine, policy)
     with engine.begin() as connection:
         connection.execute(update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == "s2")
-                           .values(term_months=0))
+                           .values(current_term_months=0))
     summary = run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
     assert [error["id"] for error in summary.errors] == ["s2"]
     assert statuses(engine)["s1"][0] == "renewal_upcoming"

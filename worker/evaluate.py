@@ -59,7 +59,7 @@ def subscription(
     state = result.state
     _update_changed(
         batch, "subscriptions", row, status=state.status, status_since=state.status_since,
-        anniversary_date=state.anniversary_date, term_months=state.term_months,
+        anniversary_date=state.anniversary_date, current_term_months=state.term_months,
         first_term_extended=state.first_term_extended,
         renewal_spent_through=state.renewal_spent_through,
         pending_term_months=state.pending_change.term_months if state.pending_change else None,

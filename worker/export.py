@@ -40,12 +40,14 @@ def _customers(connection: Connection) -> Iterator[dict[str, Any]]:
 def _subscriptions(connection: Connection) -> Iterator[dict[str, Any]]:
     s = SUBSCRIPTIONS.c
     query = select(s.id, s.customer_id, s.product, s.status, s.status_since,
-                   s.anniversary_date, s.bucket, s.term_months, s.error).order_by(s.id)
+                   s.anniversary_date, s.bucket, s.term_months, s.current_term_months,
+                   s.error).order_by(s.id)
     for row in connection.execute(query):
         yield {"id": row.id, "customer_id": row.customer_id, "product": row.product,
                "status": row.status, "status_since": _iso(row.status_since),
                "anniversary_date": _iso(row.anniversary_date), "bucket": row.bucket,
-               "term_months": row.term_months, "error": row.error}
+               "term_months": row.term_months, "current_term_months": row.current_term_months,
+               "error": row.error}
 
 
 def _codes(connection: Connection) -> Iterator[dict[str, Any]]:
@@ -78,7 +80,8 @@ def export_state(connection: Connection) -> dict[str, list[dict[str, Any]]]:
 
 
 CSV_COLUMNS = (
-    "section", "id", "status", "anniversary_date", "bucket", "payment_standing",
+    "section", "id", "status", "anniversary_date", "bucket", "term_months",
+    "current_term_months", "payment_standing",
     "account_state", "kind", "ref", "audience", "recipients", "created_at", "sent_at",
 )
 

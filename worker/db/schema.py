@@ -110,7 +110,11 @@ class Subscription(Base):
     start_date: Mapped[date]
     anniversary_date: Mapped[date]
     anchor_day: Mapped[int] = mapped_column(Integer)
-    term_months: Mapped[int] = mapped_column(Integer)
+    # The term the portal sold, as last imported (NULL: not known since migration 0005),
+    # and the worker's own term, which moves when an extended first term ends or a
+    # pending change applies. Rules read only the current one.
+    term_months: Mapped[int | None] = mapped_column(Integer)
+    current_term_months: Mapped[int] = mapped_column(Integer)
     first_term_extended: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
     renewal_ordered_on: Mapped[date | None]
@@ -118,6 +122,7 @@ class Subscription(Base):
     renewal_spent_through: Mapped[date | None]
     pending_term_months: Mapped[int | None] = mapped_column(Integer)
     pending_due_ad: Mapped[date | None]
+    imported_pending_term_months: Mapped[int | None] = mapped_column(Integer)
     # Derived by passes.
     status: Mapped[str] = mapped_column(String(24), default="pending_start")
     status_since: Mapped[date | None]
@@ -166,19 +171,32 @@ class Pass(Base):
     errors: Mapped[list[Any]] = mapped_column(default=list)
 
 
+class Import(Base):
+    """One import that wrote something: the audit trail's reason for what it changed."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime]
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the file, hex
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class Transition(Base):
-    """The audit trail: every derived value a pass changed, with the date it took effect."""
+    """The audit trail: every value a pass or an import changed that the rules use, with
+    the date it took effect. Exactly one of `pass_id` and `import_id` is set."""
 
     __tablename__ = "transitions"
     __table_args__ = (Index(None, "record_type", "record_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    pass_id: Mapped[int] = mapped_column(ForeignKey("passes.id"), index=True)
-    record_type: Mapped[str] = mapped_column(String(16))
+    pass_id: Mapped[int | None] = mapped_column(ForeignKey("passes.id"), index=True)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"), index=True)
+    record_type: Mapped[str] = mapped_column(String(24))
     record_id: Mapped[str] = mapped_column(Id)
     field: Mapped[str] = mapped_column(String(24))
-    from_value: Mapped[str | None] = mapped_column(String(24))
-    to_value: Mapped[str] = mapped_column(String(24))
+    from_value: Mapped[str | None] = mapped_column(String(64))
+    to_value: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(64))
     effective_on: Mapped[date]
     effective_at: Mapped[datetime | None]
@@ -256,6 +274,7 @@ SUBSCRIPTIONS = metadata.tables["subscriptions"]
 INVOICES = metadata.tables["purchase_authorizations"]
 CODES = metadata.tables["reseller_change_codes"]
 PASSES = metadata.tables["passes"]
+IMPORTS = metadata.tables["imports"]
 TRANSITIONS = metadata.tables["transitions"]
 NOTIFICATIONS = metadata.tables["notifications"]
 EVENTS = metadata.tables["events"]

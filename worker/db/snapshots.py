@@ -147,11 +147,12 @@ def claim_subscriptions(
 
 def subscription_state(row: Row[Any]) -> SubscriptionState:
     what = f"subscription {row.id}"
-    for column in ("start_date", "anniversary_date", "anchor_day", "term_months", "status"):
+    for column in ("start_date", "anniversary_date", "anchor_day", "current_term_months",
+                   "status"):
         if getattr(row, column) is None:
             raise RecordError(f"{what}: {column} is missing")
-    if row.term_months <= 0 or not 1 <= row.anchor_day <= 31:
-        raise RecordError(f"{what}: impossible term ({row.term_months}) or anchor day")
+    if row.current_term_months <= 0 or not 1 <= row.anchor_day <= 31:
+        raise RecordError(f"{what}: impossible term ({row.current_term_months}) or anchor day")
     renewal = None
     if row.renewal_ordered_on is not None:
         renewal = Renewal(row.renewal_ordered_on, int(row.renewal_years or 1))
@@ -161,7 +162,7 @@ def subscription_state(row: Row[Any]) -> SubscriptionState:
                                row.pending_due_ad or row.anniversary_date)
     return SubscriptionState(
         id=row.id, start_date=row.start_date, anniversary_date=row.anniversary_date,
-        anchor_day=row.anchor_day, term_months=row.term_months,
+        anchor_day=row.anchor_day, term_months=row.current_term_months,
         first_term_extended=bool(row.first_term_extended), auto_renew=bool(row.auto_renew),
         renewal=renewal, renewal_spent_through=row.renewal_spent_through,
         pending_change=change, status=row.status, status_since=row.status_since,

@@ -11,33 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Table, select
 
 from worker.db.schema import metadata
-
-Row = dict[str, Any]
+from worker.importing.carry import Row
+from worker.importing.ownership import OWNED, READ_ONLY
 
 CHUNK = 500  # ids per IN (…): well under SQLite's oldest limit of 999 parameters
-
-OWNED: dict[str, tuple[str, ...]] = {
-    "resellers": ("id", "name", "email", "sender_name", "reply_to", "locale", "timezone",
-                  "account_managers"),
-    "customers": ("id", "reseller_id", "name", "segment", "locale", "timezone", "country",
-                  "managed_by", "admins", "account_state", "invitation_status",
-                  "invitation_sent_at"),
-    "subscriptions": ("id", "customer_id", "reseller_id", "product", "licences", "start_date",
-                      "anniversary_date", "anchor_day", "term_months", "first_term_extended",
-                      "auto_renew", "renewal_ordered_on", "renewal_years",
-                      "pending_term_months", "pending_due_ad"),
-    "purchase_authorizations": ("id", "customer_id", "requested_on", "paid_on"),
-    "reseller_change_codes": ("id", "customer_id", "reseller_id", "issued_at", "used_at"),
-}
-"""The columns an import writes (the facts); the others are the worker's."""
-
-READ_ONLY: dict[str, tuple[str, ...]] = {"subscriptions": ("status", "renewal_spent_through")}
-"""Derived columns the merge reads but never writes."""
 
 
 def table(section: str) -> Table:

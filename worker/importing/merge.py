@@ -1,18 +1,18 @@
 """The merged record: the stored row, changed by the fields the file carries.
 
-An absent field keeps the stored value; `null` clears it (a field with a default goes
-back to its default, a list to empty). A new record starts from the defaults. Only the
-columns in `existing.OWNED` are ever set; derived columns keep their stored values (or
-the schema's defaults on creation).
+How each field merges is `worker.importing.ownership`'s table; this module holds what
+the merge works on: the file and the database together (`World`), and each record's
+result (`Merged`): the row as the import would leave it, and the notes on what it
+declined to copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.importing.existing import OWNED, Row
+from worker.importing.carry import Note, Row
+from worker.importing.ownership import OWNED
 from worker.importing.parse import Incoming
 from worker.importing.problems import SECTIONS
 from worker.policy import Policy
@@ -23,6 +23,7 @@ class Merged:
     record: Incoming
     stored: Row | None
     row: Row
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def is_new(self) -> bool:
@@ -65,72 +66,3 @@ class World:
         """False when the file carries this record with a refused value for `name`."""
         merged = self.merged[section].get(record_id) if isinstance(record_id, str) else None
         return merged is None or merged.record.sound(name)
-
-
-Merger = Callable[[Incoming, Row | None, World], Row]
-
-
-def start_row(section: str, record_id: str | None, stored: Row | None, **defaults: Any) -> Row:
-    """The stored row to change, or a new one with every owned column (defaults or None)."""
-    if stored is not None:
-        return dict(stored)
-    row: Row = dict.fromkeys(OWNED[section])
-    row.update(defaults, id=record_id)
-    return row
-
-
-def apply(row: Row, values: Row, name: str, default: Any = None, *,
-          column: str | None = None) -> None:
-    """Copy a carried field; `null` sets the default (None for a nullable field)."""
-    if name in values:
-        value = values[name]
-        row[column or name] = default if value is None else value
-
-
-def merge_reseller(record: Incoming, stored: Row | None, world: World) -> Row:
-    sender = world.policy.sender
-    values = record.values
-    row = start_row("resellers", record.id, stored, account_managers=[],
-                    locale=sender.default_locale, timezone=sender.default_timezone)
-    for name in ("name", "email", "reply_to"):
-        apply(row, values, name)
-    apply(row, values, "locale", sender.default_locale)
-    apply(row, values, "timezone", sender.default_timezone)
-    apply(row, values, "account_managers", [])
-    if stored is None or "sender_name" in values:
-        row["sender_name"] = values.get("sender_name") or row["name"]
-    return row
-
-
-def merge_customer(record: Incoming, stored: Row | None, world: World) -> Row:
-    values = record.values
-    row = start_row("customers", record.id, stored, segment="commercial", admins=[],
-                    account_state="active")
-    for name in ("reseller_id", "name", "timezone", "country", "managed_by"):
-        apply(row, values, name)
-    apply(row, values, "segment", "commercial")
-    apply(row, values, "admins", [])
-    apply(row, values, "account_state", "active")
-    if stored is None or "locale" in values:
-        reseller = world.row("resellers", row["reseller_id"]) or {}
-        default = reseller.get("locale") or world.policy.sender.default_locale
-        row["locale"] = values.get("locale") or default
-    if "invitation" in values:
-        invitation = values["invitation"] or {"status": None, "sent_at": None}
-        row["invitation_status"] = invitation["status"]
-        apply(row, invitation, "sent_at", column="invitation_sent_at")
-    return row
-
-
-def merge_purchase_authorization(record: Incoming, stored: Row | None, world: World) -> Row:
-    row = start_row("purchase_authorizations", record.id, stored)
-    for name in ("customer_id", "requested_on", "paid_on"):
-        apply(row, record.values, name)
-    return row
-
-
-def merge_code(record: Incoming, stored: Row | None, world: World) -> Row:
-    row = start_row("reseller_change_codes", record.id, stored)
-    for name in ("customer_id", "reseller_id", "issued_at", "used_at"):
-        apply(row, record.values, name)
-    return row

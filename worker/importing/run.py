@@ -20,20 +20,12 @@ from worker.errors import ImportRejected
 from worker.importing.checks import check_records
 from worker.importing.codes import check_code_limit
 from worker.importing.existing import load_rows
-from worker.importing.merge import (
-    Merged,
-    Merger,
-    World,
-    merge_code,
-    merge_customer,
-    merge_purchase_authorization,
-    merge_reseller,
-)
+from worker.importing.merge import Merged, World
+from worker.importing.ownership import merge_record
 from worker.importing.parse import Incoming, decode, first_by_id, read_sections
 from worker.importing.problems import SECTIONS, Problems
 from worker.importing.report import ImportReport
 from worker.importing.shapes import SHAPES
-from worker.importing.subscriptions import merge_subscription
 from worker.importing.write import write_all
 from worker.policy import Policy
 
@@ -41,14 +33,6 @@ Records = dict[str, dict[str, Incoming]]
 
 ATTEMPTS = 3
 _SERIALIZATION_FAILURE = "40001"
-
-MERGERS: dict[str, Merger] = {
-    "resellers": merge_reseller,
-    "customers": merge_customer,
-    "subscriptions": merge_subscription,
-    "purchase_authorizations": merge_purchase_authorization,
-    "reseller_change_codes": merge_code,
-}
 
 
 def run_import(engine: Engine, raw: bytes | str, policy: Policy, *,
@@ -136,11 +120,11 @@ def _referenced(world: World, records: Records, name: str,
 def _merge(world: World, records: Records, problems: Problems) -> None:
     """Merge section by section, so each section sees the ones it refers to merged."""
     for section in SECTIONS:
-        required, merger = SHAPES[section].required, MERGERS[section]
+        required = SHAPES[section].required
         for record_id, record in records[section].items():
             stored = world.stored[section].get(record_id)
             if stored is None:
                 for name in record.reading.missing(required):
                     problems.error(record.where.field(name), "required")
-            world.merged[section][record_id] = Merged(record, stored,
-                                                      merger(record, stored, world))
+            row, notes = merge_record(record, stored, world)
+            world.merged[section][record_id] = Merged(record, stored, row, notes)

@@ -1,18 +1,24 @@
-"""Merging a subscription: the fields the worker may have moved on since the portal's copy.
+"""The subscription fields the worker moves on after the portal's copy, and how a
+re-import of them merges (their entries in `worker.importing.ownership` say it briefly).
 
-* `anniversary_date`: a re-imported date that is not later than the stored one changes
-  nothing (the worker moves the AD on at each renewal); a later one replaces it and the
-  anchor day is computed again from the start date and the new AD.
-* `renewal`: identified by its order date; one already applied (`ordered_on` on or
-  before `renewal_spent_through`) is not recorded again, and `null` clears only a
-  renewal not yet applied.
-* `pending_change`: the same term as the one pending changes nothing; so does, when
-  none is pending, a change to the term the subscription already has (the worker
-  applied it: it clears the change and stores the new term). Another one is due at the
-  AD the subscription holds once this import is applied; `null` clears it.
-* `term_months`: stored; it decides `first_term_extended` only while the subscription has
-  never been evaluated (status `pending_start`).
-* `reseller_id` follows the customer's reseller.
+The rule throughout: the portal's word is compared with what the portal said before, not
+with what the worker made of it since, so importing the same file twice changes nothing
+whatever passes ran in between (CONTRACT.md, "Import file").
+
+* `anniversary_date`: a re-imported date not later than the held one changes nothing
+  (the worker moves the AD on at each renewal); a later one replaces it, and the anchor
+  day is computed again from the start date and the new AD.
+* `renewal`: identified by its order date; one already applied (`ordered_on` on or before
+  `renewal_spent_through`) is spent, and `null` clears only a renewal not yet applied.
+* `pending_change`: compared with the change last imported. A different one waits for the
+  AD the subscription holds once this import is applied; `null` withdraws the one
+  waiting. A change to the term already running, with none waiting, is spent (applied).
+* `term_months`: the term the portal sold, kept apart from the worker's current term.
+  Equal to the one last imported: nothing. Different: before the subscription has
+  started it replaces the current term (and decides whether the first term is
+  extended); after, it is a new decision that takes effect at the end of the current
+  period, as a pending change does. Where the term last imported is not known (rows
+  from before migration 0005) it is recorded and the current term stays.
 """
 
 from __future__ import annotations
@@ -22,48 +28,23 @@ from functools import lru_cache
 from typing import Any
 
 from worker.calendar import anchor_day
-from worker.importing.existing import Row
-from worker.importing.merge import World, apply, start_row
-from worker.importing.parse import Incoming
+from worker.importing.carry import Carried
 
 EXTENDED_AFTER_MONTHS = 12  # a first term longer than a year is an extended term (004)
-NEVER_EVALUATED = "pending_start"
+NOT_STARTED = "pending_start"
 _anchor_day = lru_cache(maxsize=16_384)(anchor_day)  # portfolios share a few start/AD pairs
 
 
-def merge_subscription(record: Incoming, stored: Row | None, world: World) -> Row:
-    values = record.values
-    row = start_row("subscriptions", record.id, stored, licences=0, auto_renew=False,
-                    first_term_extended=False)
-    for name in ("customer_id", "product", "start_date"):
-        apply(row, values, name)
-    apply(row, values, "licences", 0)
-    apply(row, values, "auto_renew", False)
-    _term(row, values, stored)
-    _anniversary(row, values, stored)
-    if "renewal" in values:
-        _renewal(row, values["renewal"])
-    if "pending_change" in values:
-        _pending_change(row, values["pending_change"], stored)
-    customer = world.row("customers", row["customer_id"])
-    if customer is not None and customer.get("reseller_id") is not None:
-        row["reseller_id"] = customer["reseller_id"]
-    return row
+def _started(carried: Carried) -> bool:
+    return carried.stored is not None and carried.stored.get("status") != NOT_STARTED
 
 
-def _term(row: Row, values: Row, stored: Row | None) -> None:
-    if "term_months" not in values:
-        return
-    row["term_months"] = values["term_months"]
-    if stored is None or stored.get("status") == NEVER_EVALUATED:
-        row["first_term_extended"] = values["term_months"] > EXTENDED_AFTER_MONTHS
-
-
-def _anniversary(row: Row, values: Row, stored: Row | None) -> None:
-    new: date | None = values.get("anniversary_date")
-    if new is None:
-        return
+def anniversary(carried: Carried) -> None:
+    new: date = carried.value
+    row, stored = carried.row, carried.stored
     if stored is not None and new <= stored["anniversary_date"]:
+        if new < stored["anniversary_date"]:
+            carried.note(f"ignored, earlier than the one held ({stored['anniversary_date']})")
         return
     row["anniversary_date"] = new
     if row.get("start_date") is not None:
@@ -74,26 +55,66 @@ def _applied(ordered_on: date | None, spent_through: date | None) -> bool:
     return ordered_on is not None and spent_through is not None and ordered_on <= spent_through
 
 
-def _renewal(row: Row, renewal: dict[str, Any] | None) -> None:
+def renewal(carried: Carried) -> None:
+    row, value = carried.row, carried.value
     spent_through = row.get("renewal_spent_through")
-    if renewal is None:
-        if not _applied(row.get("renewal_ordered_on"), spent_through):
-            row["renewal_ordered_on"] = row["renewal_years"] = None
+    if value is None:
+        if _applied(row.get("renewal_ordered_on"), spent_through):
+            return  # the renewal held is spent; nothing is left to withdraw
+        row["renewal_ordered_on"] = row["renewal_years"] = None
         return
-    if _applied(renewal["ordered_on"], spent_through):
+    if _applied(value["ordered_on"], spent_through):
+        if value["ordered_on"] != row.get("renewal_ordered_on"):
+            carried.note(f"ignored, a renewal ordered on {value['ordered_on']} is already "
+                         f"applied (renewals applied through {spent_through})")
         return
-    row["renewal_ordered_on"] = renewal["ordered_on"]
-    row["renewal_years"] = renewal["years"]
+    row["renewal_ordered_on"] = value["ordered_on"]
+    row["renewal_years"] = value["years"]
 
 
-def _pending_change(row: Row, change: dict[str, Any] | None, stored: Row | None) -> None:
-    if change is None:
+def pending_change(carried: Carried) -> None:
+    row, stored = carried.row, carried.stored
+    value: dict[str, Any] | None = carried.value
+    months = value["term_months"] if value is not None else None
+    if stored is not None and months == stored.get("imported_pending_term_months"):
+        return  # what the portal said last time: the worker may have applied it since
+    row["imported_pending_term_months"] = months
+    if months is None:
         row["pending_term_months"] = row["pending_due_ad"] = None
         return
-    if change["term_months"] == row.get("pending_term_months"):
-        return
     if stored is not None and row.get("pending_term_months") is None \
-            and change["term_months"] == stored["term_months"]:
-        return  # the worker already applied it (it clears the change and sets the term)
-    row["pending_term_months"] = change["term_months"]
+            and months == row["current_term_months"]:
+        carried.note(f"ignored, the current term is already {months} months "
+                     "(a pending change already applied is spent)")
+        return
+    row["pending_term_months"] = months
     row["pending_due_ad"] = row.get("anniversary_date")
+
+
+def term(carried: Carried) -> None:
+    row, stored, months = carried.row, carried.stored, carried.value
+    if not _started(carried):
+        row.update(term_months=months, current_term_months=months,
+                   first_term_extended=months > EXTENDED_AFTER_MONTHS)
+        return
+    assert stored is not None
+    sold = stored.get("term_months")
+    if months == sold:
+        return
+    row["term_months"] = months
+    if sold is None:
+        carried.note(f"recorded as the term sold; the current term ({row['current_term_months']} "
+                     "months) stays: the term imported before is not known")
+        return
+    if months == row["current_term_months"] and row.get("pending_term_months") is None:
+        return  # the new decision is the term already running
+    row["pending_term_months"] = months
+    row["pending_due_ad"] = row.get("anniversary_date")
+    carried.note(f"a new term sold: takes effect at the end of the current period "
+                 f"({row.get('anniversary_date')})")
+
+
+def follow_customer(carried: Carried) -> None:
+    customer = carried.world.row("customers", carried.row.get("customer_id"))
+    if customer is not None and customer.get("reseller_id") is not None:
+        carried.row["reseller_id"] = customer["reseller_id"]

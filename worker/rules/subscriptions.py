@@ -56,7 +56,12 @@ class PendingChange:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionState:
-    """What the worker holds about one subscription between passes."""
+    """What the worker holds about one subscription between passes.
+
+    `term_months` is the worker's current term (the `current_term_months` column), not
+    the term the portal sold: it moves when an extended first term ends or a pending
+    change applies, and a re-import of the same file never puts the old one back.
+    """
 
     id: str
     start_date: date
