@@ -68,7 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
     load = commands.add_parser("import", help="load or update records from a JSON file")
     load.add_argument("file", type=Path)
-    load.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    load.add_argument("--dry-run", action="store_true",
+                      help="write nothing; list record by record what the import would change "
+                           "and what it would ignore, and why")
+    load.add_argument("--json", action="store_true",
+                      help="print the report (counts, changes, notes) as JSON on stdout")
 
     run = commands.add_parser("run", help="one full pass")
     run.add_argument("--once", action="store_true", required=True)
@@ -145,11 +149,16 @@ def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.importer import import_file
 
-    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run)
+    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run,
+                         started_at=utc_now())
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:
         print(f"  warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    elif args.dry_run:
+        print("\n".join(report.lines()))
     return EXIT_OK
 
 

@@ -5,13 +5,17 @@ file and the database together; any error refuses the whole file with `ImportRej
 listing every error as `path: message` (`customers[3].timezone: unknown timezone
 'Europe/Pariss'`). Otherwise everything is written in one transaction. Records are
 upserted by `id`: a re-import changes only the fields it carries (`null` clears), and
-never the columns the worker derives. `dry_run` checks and counts, then rolls back.
+never the columns the worker derives; `worker.importing.ownership` says, field by
+field, who owns it and what a re-import may do to it. The report lists, record by
+record, what changed and what was ignored and why. `dry_run` checks, counts and reports,
+then rolls back. A real import gets its own row (`imports`) and audits what it changed.
 
 The parts live in `worker.importing`.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -24,17 +28,21 @@ from worker.policy import Policy
 __all__ = ["ImportReport", "SectionCounts", "import_data", "import_file"]
 
 
-def import_file(engine: Engine, path: Path, policy: Policy, *,
-                dry_run: bool = False) -> ImportReport:
-    """Import the JSON file at `path`; an unreadable file is refused like an invalid one."""
+def import_file(engine: Engine, path: Path, policy: Policy, *, dry_run: bool = False,
+                started_at: datetime | None = None) -> ImportReport:
+    """Import the JSON file at `path`; an unreadable file is refused like an invalid one.
+
+    `started_at` (default: now) is the moment recorded for the import in the audit trail.
+    """
     try:
         raw = path.read_bytes()
     except OSError as error:
         raise ImportRejected([f"file: cannot read {path}: {error.strerror or error}"]) from None
-    return run_import(engine, raw, policy, dry_run=dry_run)
+    return import_data(engine, raw, policy, dry_run=dry_run, started_at=started_at)
 
 
-def import_data(engine: Engine, raw: bytes | str, policy: Policy, *,
-                dry_run: bool = False) -> ImportReport:
+def import_data(engine: Engine, raw: bytes | str, policy: Policy, *, dry_run: bool = False,
+                started_at: datetime | None = None) -> ImportReport:
     """Import a JSON document given as bytes (UTF-8) or text."""
-    return run_import(engine, raw, policy, dry_run=dry_run)
+    return run_import(engine, raw, policy, dry_run=dry_run,
+                      started_at=started_at or datetime.now(UTC))

@@ -10,21 +10,25 @@ error.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from worker.errors import ImportRejected
+from worker.importing.audit import open_import, record_changes
 from worker.importing.checks import check_records
 from worker.importing.codes import check_code_limit
 from worker.importing.existing import load_rows
 from worker.importing.merge import Merged, World
-from worker.importing.ownership import merge_record
+from worker.importing.ownership import AUDITED, LABELS, merge_record
 from worker.importing.parse import Incoming, decode, first_by_id, read_sections
 from worker.importing.problems import SECTIONS, Problems
-from worker.importing.report import ImportReport
+from worker.importing.report import FieldChange, ImportReport, RecordReport
 from worker.importing.shapes import SHAPES
 from worker.importing.write import write_all
 from worker.policy import Policy
@@ -35,9 +39,10 @@ ATTEMPTS = 3
 _SERIALIZATION_FAILURE = "40001"
 
 
-def run_import(engine: Engine, raw: bytes | str, policy: Policy, *,
-               dry_run: bool) -> ImportReport:
+def run_import(engine: Engine, raw: bytes | str, policy: Policy, *, dry_run: bool,
+               started_at: datetime) -> ImportReport:
     problems = Problems()
+    digest = hashlib.sha256(raw.encode() if isinstance(raw, str) else raw).hexdigest()
     document = decode(raw, problems)
     if problems.has_errors:
         raise ImportRejected(problems.errors())
@@ -45,7 +50,8 @@ def run_import(engine: Engine, raw: bytes | str, policy: Policy, *,
     records = {section: first_by_id(sections[section], problems) for section in SECTIONS}
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _attempt(engine, records, policy, problems.copy(), dry_run=dry_run)
+            return _attempt(engine, records, policy, problems.copy(), dry_run=dry_run,
+                            stamp=(started_at, digest))
         except DBAPIError as error:
             if attempt == ATTEMPTS or not _serialization_failure(error):
                 raise
@@ -53,7 +59,7 @@ def run_import(engine: Engine, raw: bytes | str, policy: Policy, *,
 
 
 def _attempt(engine: Engine, records: Records, policy: Policy, problems: Problems, *,
-             dry_run: bool) -> ImportReport:
+             dry_run: bool, stamp: tuple[datetime, str]) -> ImportReport:
     world = World(policy, {section: set(records[section]) for section in SECTIONS})
     with _connect(engine) as connection, connection.begin() as transaction:
         _plan_each_chunk(connection)
@@ -63,10 +69,44 @@ def _attempt(engine: Engine, records: Records, policy: Policy, problems: Problem
         check_code_limit(connection, world, problems)
         if problems.has_errors:
             raise ImportRejected(problems.errors())
+        reports = _record_reports(world)
         counts = write_all(connection, world)
+        import_id = None
         if dry_run:
             transaction.rollback()
-    return ImportReport(**counts, warnings=problems.warnings(), dry_run=dry_run)
+        else:
+            import_id = _audit(connection, stamp, counts, reports)
+    return ImportReport(**counts, warnings=problems.warnings(), dry_run=dry_run,
+                        records=tuple(report for report, _audited in reports),
+                        import_id=import_id)
+
+
+def _audit(connection: Connection, stamp: tuple[datetime, str], counts: dict[str, Any],
+           reports: list[tuple[RecordReport, frozenset[str]]]) -> int:
+    started_at, digest = stamp
+    summary: dict[str, Any] = {name: asdict(section) for name, section in counts.items()}
+    import_id = open_import(connection, started_at, digest, summary)
+    record_changes(connection, import_id, started_at, reports)
+    return import_id
+
+
+def _record_reports(world: World) -> list[tuple[RecordReport, frozenset[str]]]:
+    """Each record created, changed or noted, with the columns audited in its section."""
+    found: list[tuple[RecordReport, frozenset[str]]] = []
+    for section in SECTIONS:
+        for record_id, merged in world.merged[section].items():
+            if merged.is_new:
+                found.append((RecordReport(section, record_id, "created"), AUDITED[section]))
+                continue
+            assert merged.stored is not None
+            changes = tuple(
+                FieldChange(LABELS.get(column, column), column, merged.stored.get(column), value)
+                for column, value in merged.changes().items())
+            if changes or merged.notes:
+                outcome = "updated" if changes else "unchanged"
+                found.append((RecordReport(section, record_id, outcome, changes,
+                                           tuple(merged.notes)), AUDITED[section]))
+    return found
 
 
 def _connect(engine: Engine) -> Connection:

@@ -6,8 +6,9 @@ with what the worker made of it since, so importing the same file twice changes 
 whatever passes ran in between (CONTRACT.md, "Import file").
 
 * `anniversary_date`: a re-imported date not later than the held one changes nothing
-  (the worker moves the AD on at each renewal); a later one replaces it, and the anchor
-  day is computed again from the start date and the new AD.
+  (the worker moves the AD on at each renewal), and the report says so unless it is an
+  AD the worker moved on from; a later one replaces it, and the anchor day is computed
+  again from the start date and the new AD.
 * `renewal`: identified by its order date; one already applied (`ordered_on` on or before
   `renewal_spent_through`) is spent, and `null` clears only a renewal not yet applied.
 * `pending_change`: compared with the change last imported. A different one waits for the
@@ -27,7 +28,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from worker.calendar import anchor_day
+from worker.calendar import add_months, anchor_day
 from worker.importing.carry import Carried
 
 EXTENDED_AFTER_MONTHS = 12  # a first term longer than a year is an extended term (004)
@@ -43,12 +44,20 @@ def anniversary(carried: Carried) -> None:
     new: date = carried.value
     row, stored = carried.row, carried.stored
     if stored is not None and new <= stored["anniversary_date"]:
-        if new < stored["anniversary_date"]:
+        if not _passed_on_the_way(new, stored["anniversary_date"], stored["anchor_day"]):
             carried.note(f"ignored, earlier than the one held ({stored['anniversary_date']})")
         return
     row["anniversary_date"] = new
     if row.get("start_date") is not None:
         row["anchor_day"] = _anchor_day(row["start_date"], new)
+
+
+def _passed_on_the_way(earlier: date, held: date, anchor: int) -> bool:
+    """Whether the held AD is `earlier` moved on by whole months on the anchor day: the
+    portal's copy of an AD the worker has since moved on from (silently ignored)."""
+    months = (held.year - earlier.year) * 12 + held.month - earlier.month
+    return add_months(earlier, 0, anchor) == earlier and add_months(earlier, months,
+                                                                    anchor) == held
 
 
 def _applied(ordered_on: date | None, spent_through: date | None) -> bool:
