@@ -24,21 +24,24 @@ class Merged:
     stored: Row | None
     row: Row
     notes: list[Note] = field(default_factory=list)
+    _changes: Row | None = None
 
     @property
     def is_new(self) -> bool:
         return self.stored is None
 
     def changes(self) -> Row:
-        """The owned columns whose merged value differs from the stored one."""
-        columns = OWNED[self.record.section]
-        if self.stored is None:
-            return {name: self.row.get(name) for name in columns}
-        return {
-            name: self.row.get(name)
-            for name in columns
-            if self.row.get(name) != self.stored.get(name)
-        }
+        """The owned columns whose merged value differs from the stored one (computed once:
+        the merge is done when the report and the writing ask)."""
+        if self._changes is None:
+            columns = OWNED[self.record.section]
+            row, stored = self.row, self.stored
+            if stored is None:
+                self._changes = {name: row.get(name) for name in columns}
+            else:
+                self._changes = {name: row.get(name) for name in columns
+                                 if row.get(name) != stored.get(name)}
+        return dict(self._changes)
 
 
 @dataclass
