@@ -7,6 +7,8 @@ ended comes back (CONTRACT.md, "Import file"; DOMAIN.md, anniversaries and pendi
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,9 @@ def test_a_pending_change_applied_stays_applied_when_the_same_file_comes_again(
     file = one_subscription(tmp_path, pending_change={"term_months": 1})
     worker("import", file)
     pass_at(worker, "2027-03-15")
-    assert (12, 1, "2027-04-15") == (s1(worker)["term_months"], s1(worker)["current_term_months"],
-                                    s1(worker)["anniversary_date"])
+    applied = s1(worker)
+    assert (12, 1, "2027-04-15") == (applied["term_months"], applied["current_term_months"],
+                                    applied["anniversary_date"])
     assert "no change" == worker("import", file, "--dry-run").stdout.strip()
     worker("import", file)
     for day in ("2027-03-20", "2027-04-15", "2027-05-15"):
@@ -74,6 +77,9 @@ def test_a_pending_change_applied_stays_applied_when_the_same_file_comes_again(
         after["status"])
     assert [("auto_renewed", "2027-03-15"), ("term_change_applied", "2027-03-15")] == [
         notice for notice in after["notices"] if notice[1] >= "2027-03-15"]
+    rows = list(csv.DictReader(io.StringIO(worker("export", "--format", "csv").stdout)))
+    assert [("12", "1")] == [(row["term_months"], row["current_term_months"])
+                             for row in rows if row["section"] == "subscriptions"]
 
 
 def test_an_extended_first_term_ended_stays_ended_when_the_same_file_comes_again(
@@ -84,8 +90,8 @@ def test_an_extended_first_term_ended_stays_ended_when_the_same_file_comes_again
                             term_months=14)
     worker("import", file)
     pass_at(worker, "2027-03-10")
-    assert ("2028-03-10", 12) == (s1(worker)["anniversary_date"],
-                                  s1(worker)["current_term_months"])
+    ended = s1(worker)
+    assert ("2028-03-10", 12) == (ended["anniversary_date"], ended["current_term_months"])
     worker("import", file)
     pass_at(worker, "2028-03-10")
     after = s1(worker)
