@@ -173,3 +173,14 @@ def test_the_migration_keeps_the_current_term_and_forgets_a_term_sold_it_cannot_
         assert [("extended", 14), ("moved", 1), ("waiting", 12)] == [tuple(row) for row in (
             connection.execute(text("SELECT id, term_months FROM subscriptions ORDER BY id")))]
     engine.dispose()
+
+
+def test_the_current_term_in_a_file_is_the_workers_and_is_ignored_with_a_warning(
+        engine: Engine, policy: Policy) -> None:
+    """A portal that sends back what it exported does not set the worker's own term."""
+    run(engine, policy, full_document())
+    report = import_data(engine, as_json({"subscriptions": [
+        {"id": "s1", "current_term_months": 3}]}), policy)
+    assert ("subscriptions[0].current_term_months: set by the worker, ignored",) == \
+        report.warnings
+    assert 12 == stored(engine, "subscriptions", "s1")["current_term_months"]

@@ -22,6 +22,7 @@ WORKER_DERIVED = frozenset({
     "status", "bucket", "payment_standing", "payment_episode", "payment_since",
     "late_notice_barred", "status_since", "next_check_at", "next_digest_at",
     "anchor_day", "first_term_extended", "renewal_spent_through", "pending_due_ad",
+    "current_term_months",
 })
 
 
