@@ -2,7 +2,8 @@
 portfolios and random histories of imports and passes (CONTRACT.md, "Import file").
 
 * importing the same file again, at any point, changes nothing then and in every later
-  pass (the export compared field by field, notifications included);
+  pass (the export compared field by field, notifications included), also after a
+  history of other files that changed terms, pending changes, renewals and ADs;
 * one file imported whole, in chunks, or with its records and sections shuffled leaves
   the same state after the same passes;
 * `forecast` from a day lists exactly the notices and changes that daily passes at the
@@ -178,6 +179,59 @@ def test_the_same_file_imported_again_at_any_point_changes_nothing_then_or_later
                 run(once, day)
                 run(twice, day)
                 assert exported(once) == exported(twice)
+
+
+@st.composite
+def next_file(draw: st.DrawFn, portfolio: dict[str, Any]) -> dict[str, Any]:
+    """The portal's next state: each subscription may get a new term sold, a pending change
+    (or none), a renewal, a later AD, auto-renew switched, more licences."""
+    records = []
+    for held in portfolio["subscriptions"]:
+        record = dict(held)
+        if draw(st.booleans()):
+            record["term_months"] = draw(st.integers(1, 36))
+        if draw(st.booleans()):
+            months = draw(st.none() | st.integers(1, 36))
+            record["pending_change"] = None if months is None else {"term_months": months}
+        if draw(st.booleans()):
+            ordered = date.fromisoformat(record["start_date"]) + timedelta(
+                days=draw(st.integers(0, 3 * 366)))
+            record["renewal"] = {"ordered_on": ordered.isoformat(),
+                                 "years": draw(st.integers(1, 3))}
+        if draw(st.booleans()):
+            later = date.fromisoformat(record["anniversary_date"]) + timedelta(
+                days=draw(st.integers(1, 400)))
+            record["anniversary_date"] = later.isoformat()
+        record["auto_renew"] = draw(st.booleans())
+        record["licences"] += draw(st.integers(0, 2))
+        records.append(record)
+    return {**portfolio, "subscriptions": records}
+
+
+@HISTORIES
+@given(data=st.data(), portfolio=portfolios())
+def test_after_any_history_of_files_and_passes_the_last_file_again_changes_nothing(
+        template: Path, data: st.DataObject, portfolio: dict[str, Any]) -> None:
+    """The portal changes its mind between passes (terms, pending changes, renewals, ADs);
+    whenever it re-sends the file it sent last, nothing changes then or later."""
+    days = data.draw(pass_days(portfolio))
+    files = [portfolio]
+    for _ in days[1:]:
+        files.append(data.draw(next_file(files[-1])))
+    again = data.draw(st.lists(st.booleans(), min_size=len(days), max_size=len(days)))
+    with databases(template, 2) as (once, twice):
+        for day, file, resend in zip(days, files, again, strict=True):
+            for engine in (once, twice):
+                import_data(engine, as_file(file), POLICY)
+                run(engine, day)
+            if resend:
+                before = tables(twice)
+                report = import_data(twice, as_file(file), POLICY)
+                assert (False, before) == (report.changed, tables(twice))
+        later = days[-1] + timedelta(days=data.draw(st.integers(1, 400)))
+        for engine in (once, twice):
+            run(engine, later)
+        assert exported(once) == exported(twice)
 
 
 def chunked(portfolio: dict[str, Any], pieces: int) -> list[str]:
