@@ -184,3 +184,19 @@ def test_the_current_term_in_a_file_is_the_workers_and_is_ignored_with_a_warning
     assert ("subscriptions[0].current_term_months: set by the worker, ignored",) == \
         report.warnings
     assert 12 == stored(engine, "subscriptions", "s1")["current_term_months"]
+
+
+def test_every_field_of_the_file_has_exactly_one_owner_and_only_real_columns() -> None:
+    """The ownership table is the whole story: a field added to the file's shape without
+    saying who owns it, or naming a column the table lacks, is caught here."""
+    from worker.db.schema import metadata
+    from worker.importing.ownership import OWNERSHIP
+    from worker.importing.shapes import SHAPES
+
+    for section, shape in SHAPES.items():
+        owned = [entry.field for entry in OWNERSHIP[section] if entry.when != "always"]
+        assert sorted(set(shape.fields) - {"id"}) == sorted(owned), section
+        columns = set(metadata.tables[section].columns.keys())
+        for entry in OWNERSHIP[section]:
+            assert set(entry.columns) | set(entry.audit) <= columns, entry.field
+            assert set(entry.audit) <= set(entry.columns), entry.field
