@@ -200,3 +200,22 @@ def test_every_field_of_the_file_has_exactly_one_owner_and_only_real_columns() -
         for entry in OWNERSHIP[section]:
             assert set(entry.columns) | set(entry.audit) <= columns, entry.field
             assert set(entry.audit) <= set(entry.columns), entry.field
+
+
+def test_a_term_sold_unknown_since_the_migration_is_recorded_and_the_current_term_stays(
+        engine: Engine, policy: Policy) -> None:
+    """A row a pass may have moved before the split has no term sold: the portal's next
+    word is recorded, never taken for a decision that would undo the worker's term."""
+    run(engine, policy, full_document())
+    set_columns(engine, "subscriptions", "s1", status="active", term_months=None,
+                current_term_months=1, pending_term_months=None, pending_due_ad=None)
+    report = import_data(engine, as_json({"subscriptions": [{"id": "s1", "term_months": 12}]}),
+                         policy)
+    assert [
+        "subscriptions[s1].term_months: none → 12",
+        "subscriptions[s1].term_months: recorded as the term sold; the current term (1 month) "
+        "stays: the term imported before is not known",
+    ] == report.lines()
+    row = stored(engine, "subscriptions", "s1")
+    assert (12, 1, None) == (row["term_months"], row["current_term_months"],
+                             row["pending_term_months"])

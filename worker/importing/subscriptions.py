@@ -36,6 +36,10 @@ NOT_STARTED = "pending_start"
 _anchor_day = lru_cache(maxsize=16_384)(anchor_day)  # portfolios share a few start/AD pairs
 
 
+def _months(count: int) -> str:
+    return f"{count} month" if count == 1 else f"{count} months"
+
+
 def _started(carried: Carried) -> bool:
     return carried.stored is not None and carried.stored.get("status") != NOT_STARTED
 
@@ -93,7 +97,7 @@ def pending_change(carried: Carried) -> None:
         return
     if stored is not None and row.get("pending_term_months") is None \
             and months == row["current_term_months"]:
-        carried.note(f"ignored, the current term is already {months} months "
+        carried.note(f"ignored, the current term is already {_months(months)} "
                      "(a pending change already applied is spent)")
         return
     row["pending_term_months"] = months
@@ -112,8 +116,10 @@ def term(carried: Carried) -> None:
         return
     row["term_months"] = months
     if sold is None:
-        carried.note(f"recorded as the term sold; the current term ({row['current_term_months']} "
-                     "months) stays: the term imported before is not known")
+        if months != row["current_term_months"]:
+            carried.note(f"recorded as the term sold; the current term "
+                         f"({_months(row['current_term_months'])}) stays: the term imported "
+                         "before is not known")
         return
     if months == row["current_term_months"] and row.get("pending_term_months") is None:
         return  # the new decision is the term already running
