@@ -1,65 +1,173 @@
-"""`start`: the service runs a pass at once, on its schedule, and stops cleanly on SIGTERM."""
+"""`start` as an operator runs it: a pass at once, probes and metrics, and a stop on
+SIGTERM/SIGINT within the bound, even in the middle of a long first pass."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, func, select
 
+from tests.big_portfolio import build_first_pass
 from tests.cli import command, run_cli
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import free_port
-from worker.db.engine import make_engine
-from worker.db.schema import PASSES
+from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
 
 pytestmark = pytest.mark.e2e
+BOUND = 10  # seconds: shutdown.within_seconds in these tests
 
 
-def _passes(database_url: str) -> int:
-    engine = make_engine(database_url)
+def count(url: str, table: Any, *where: Any) -> int:
+    """A plain read (no write lock on SQLite) of how many rows match."""
+    engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return int(connection.scalar(
-                select(func.count()).select_from(PASSES).where(PASSES.c.outcome != "running")
-            ) or 0)
+            return int(connection.scalar(select(func.count()).select_from(table).where(*where))
+                       or 0)
     finally:
         engine.dispose()
 
 
-def test_start_runs_a_pass_and_stops_on_sigterm(database_url: str, tmp_path: Path) -> None:
-    """An operator's SIGTERM ends the service after the pass in hand, with status 0."""
-    data = tmp_path / "portfolio.json"
-    data.write_text(as_json(portfolio()), encoding="utf-8")
-    assert run_cli("import", str(data), database_url=database_url, cwd=tmp_path).code == 0
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "WORKER_MAIL_DIR": str(tmp_path / "mail"),
-           "HEALTH_PORT": str(port)}
-    service = subprocess.Popen([*command(), "start"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def wait_for(condition: Callable[[], bool], seconds: float, service: subprocess.Popen[str],
+             log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert service.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def get(port: int, path: str) -> tuple[int, str]:
     try:
-        deadline = time.monotonic() + 60
-        while _passes(database_url) == 0 and time.monotonic() < deadline:
-            assert service.poll() is None, service.communicate()[1]
-            time.sleep(0.2)
-        assert _passes(database_url) >= 1
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
-            healthz = json.loads(reply.read())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            metrics = reply.read().decode()
-        assert "ok" == healthz["status"]
-        assert 'worker_subscriptions{bucket="' in metrics
-        assert "worker_last_pass_ok 1" in metrics
-        service.send_signal(signal.SIGTERM)
-        _, stderr = service.communicate(timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextlib.contextmanager
+def started(database_url: str, cwd: Path, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """`renewal-worker start`, its log in `cwd / start.log`; killed if a test fails."""
+    config = cwd / "service.toml"
+    config.write_text(f"[shutdown]\nwithin_seconds = {BOUND}\n", encoding="utf-8")
+    environ = {key: value for key, value in os.environ.items()
+               if key not in ("SMTP_URL", "HEALTH_PORT", "HEALTH_HOST")}
+    environ.update({"DATABASE_URL": database_url, "WORKER_MAIL_DIR": str(cwd / "mail"),
+                    "WORKER_CONFIG": str(config)}, **env)
+    with (cwd / "start.log").open("w") as log:
+        service = subprocess.Popen([*command(), "start"], cwd=cwd, env=environ,
+                                   stdout=subprocess.DEVNULL, stderr=log, text=True)
+    try:
+        yield service
     finally:
         if service.poll() is None:
             service.kill()
-    assert service.returncode == 0, stderr
-    assert "service_stopped" in stderr
+            service.wait(timeout=30)
+
+
+def stop(service: subprocess.Popen[str], signum: int = signal.SIGTERM) -> float:
+    """Send `signum`; the seconds until the process ended."""
+    sent = time.monotonic()
+    service.send_signal(signum)
+    service.wait(timeout=BOUND + 20)
+    return time.monotonic() - sent
+
+
+def events(log: Path) -> list[dict[str, Any]]:
+    found = []
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
+
+
+def test_start_runs_a_pass_serves_probes_and_stops_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A pass at once; /livez, /readyz, /healthz and /metrics answer; SIGTERM ends with 0."""
+    data = tmp_path / "portfolio.json"
+    data.write_text(as_json(portfolio()), encoding="utf-8")
+    assert 0 == run_cli("import", str(data), database_url=database_url, cwd=tmp_path).code
+    port = free_port()
+    with started(database_url, tmp_path, HEALTH_PORT=str(port)) as service:
+        wait_for(lambda: count(database_url, PASSES, PASSES.c.outcome == "done") >= 1, 60,
+                 service, tmp_path / "start.log")
+        live, ready, healthz = get(port, "/livez"), get(port, "/readyz"), get(port, "/healthz")
+        status, text = get(port, "/metrics")
+        seconds = stop(service)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    buckets = {s.labels["bucket"] for s in families["worker_subscriptions"].samples}
+    done = [s for s in families["worker_passes"].samples
+            if s.name == "worker_passes_total" and s.labels == {"outcome": "done"}]
+    assert (200, 200, 200, 200) == (live[0], ready[0], healthz[0], status)
+    assert "ok" == json.loads(healthz[1])["status"]
+    assert buckets
+    assert 1.0 == done[0].value
+    assert 0 == service.returncode
+    assert seconds < BOUND
+    assert "service_stopped" in {e["event"] for e in events(tmp_path / "start.log")}
+
+
+@pytest.fixture(scope="module")
+def first_pass_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file of 200,000 subscriptions, all due: a first pass of about a minute."""
+    path = tmp_path_factory.mktemp("first-pass") / "worker.db"
+    build_first_pass(f"sqlite:///{path}", 200_000)
+    return path
+
+
+def assert_stopped_cleanly(url: str, log: Path) -> None:
+    rows = count(url, PASSES), count(url, PASSES, PASSES.c.outcome == "interrupted")
+    assert (1, 1) == rows, log.read_text()
+    assert 0 == count(url, PASSES, PASSES.c.outcome == "running")
+    assert 0 == count(url, NOTIFICATIONS, NOTIFICATIONS.c.claim_token.is_not(None))
+    names = [e["event"] for e in events(log)]
+    assert ["pass_interrupted", "service_stopped"] == [
+        n for n in names if n in ("pass_interrupted", "service_stopped", "shutdown_cut")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_long_first_pass_stops_within_the_bound(
+    signum: int, first_pass_file: Path, tmp_path: Path
+) -> None:
+    """200k subscriptions due: the signal ends the pass after its chunk (`interrupted`),
+    nothing stays claimed or `running`, and the process exits 0 well within the bound."""
+    path = tmp_path / "worker.db"
+    shutil.copyfile(first_pass_file, path)
+    url = f"sqlite:///{path}"
+    with started(url, tmp_path) as service:
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, tmp_path / "start.log")
+        seconds = stop(service, signum)
+    assert 0 == service.returncode, (tmp_path / "start.log").read_text()
+    assert seconds < BOUND
+    assert_stopped_cleanly(url, tmp_path / "start.log")
+
+
+@pytest.mark.postgres
+def test_sigterm_during_a_long_pass_on_postgresql(
+    postgres_server: str, postgres_template: str, tmp_path: Path
+) -> None:
+    """The same on PostgreSQL, with 30,000 subscriptions due."""
+    from tests.conftest import _fresh_postgres
+
+    url = _fresh_postgres(postgres_server, postgres_template)
+    build_first_pass(url, 30_000)
+    with started(url, tmp_path) as service:
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, tmp_path / "start.log")
+        seconds = stop(service)
+    assert 0 == service.returncode, (tmp_path / "start.log").read_text()
+    assert seconds < BOUND
+    assert_stopped_cleanly(url, tmp_path / "start.log")
