@@ -59,15 +59,16 @@ class Jobs:
     close_failed: Callable[[int, str], None]  # writes `failed` on a pass left running
 
 
-def is_database_error(error: BaseException) -> bool:
-    """A database that does not answer (or broke the connection), as opposed to a bug."""
+def database_error(error: BaseException) -> BaseException | None:
+    """The error of a database that does not answer (or broke the connection) in
+    `error`'s chain of causes, or None when it is something else (a bug)."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, OperationalError | InterfaceError) or (
                 isinstance(seen, DBAPIError) and seen.connection_invalidated):
-            return True
+            return seen
         seen = seen.__cause__
-    return False
+    return None
 
 
 class DatabaseWatch:
@@ -246,8 +247,9 @@ class Service:
 
         if isinstance(error, PassFailed) and not error.closed:
             self.unclosed[error.pass_id] = error.error
-        if is_database_error(error):
-            self.watch.failed(error)
+        cause = database_error(error)
+        if cause is not None:
+            self.watch.failed(cause)
             self._retry_pass_later()
         elif not isinstance(error, PassFailed):  # a failed pass logged itself
             log.exception(f"{what}_failed")
