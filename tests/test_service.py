@@ -4,15 +4,18 @@ SIGTERM/SIGINT within the bound, even in the middle of a long first pass."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.big_portfolio import build_first_pass
-from tests.cli import run_cli
+from tests.cli import command, run_cli
 from tests.portfolio import as_json, portfolio
 from tests.service_process import BOUND, count, events, get, started, stop, wait_for
 from tests.smtp_server import free_port
@@ -98,3 +101,84 @@ def test_sigterm_during_a_long_pass_on_postgresql(
     assert 0 == service.returncode, (tmp_path / "start.log").read_text()
     assert seconds < BOUND
     assert_stopped_cleanly(url, tmp_path / "start.log")
+
+
+def test_sigterm_interrupts_a_run_once_too(first_pass_file: Path, tmp_path: Path) -> None:
+    """A pass started by hand honours SIGTERM the same way: `interrupted`, exit 1."""
+    path = tmp_path / "worker.db"
+    shutil.copyfile(first_pass_file, path)
+    url = f"sqlite:///{path}"
+    log = tmp_path / "run.log"
+    environ = {**os.environ, "DATABASE_URL": url, "WORKER_MAIL_DIR": str(tmp_path / "mail")}
+    with log.open("w") as stderr:
+        run = subprocess.Popen([*command(), "run", "--once"], cwd=tmp_path, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, run, log)  # type: ignore[arg-type]
+        seconds = stop(run)  # type: ignore[arg-type]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    assert 1 == run.returncode, log.read_text()
+    assert seconds < BOUND
+    assert 1 == count(url, PASSES, PASSES.c.outcome == "interrupted")
+
+
+STUBBORN = """
+import sys, time
+from datetime import UTC, datetime
+from worker.logs import configure_logging
+from worker.policy import build_policy
+from worker.service import Jobs, serve
+
+configure_logging(json=True)
+
+
+def stubborn(stop):
+    print("pass-started", flush=True)
+    time.sleep(120)  # never looks at the stop request
+
+
+jobs = Jobs(run_pass=stubborn, deliver=lambda stop: None, probe=lambda: None,
+            close_failed=lambda pass_id, error: None)
+policy = build_policy({"shutdown": {"within_seconds": 2}})
+sys.exit(serve(policy, jobs, lambda: datetime.now(UTC)))
+"""
+
+
+def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None:
+    """The watchdog keeps the promise whatever a job does: past the bound the process
+    says what it cut and ends with status 1, before a process manager's SIGKILL."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN, encoding="utf-8")
+    log = tmp_path / "stubborn.log"
+    with log.open("w") as stderr:
+        service = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True,
+                                   cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert service.stdout is not None
+        assert "pass-started" == service.stdout.readline().strip(), log.read_text()
+        seconds = stop(service)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(timeout=30)
+        if service.stdout is not None:
+            service.stdout.close()
+    cut = [e for e in events(log) if e["event"] == "shutdown_cut"]
+    assert 1 == service.returncode, log.read_text()
+    assert 2 <= seconds < 8
+    assert [["pass"]] == [e["running"] for e in cut]
+
+
+def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
+    tmp_path: Path
+) -> None:
+    """HEALTH_HOST is checked at start: one line naming it, exit 2."""
+    result = run_cli("start", database_url=f"sqlite:///{tmp_path / 'w.db'}", cwd=tmp_path,
+                     HEALTH_PORT=str(free_port()), HEALTH_HOST="192.0.2.1")
+    assert 2 == result.code
+    assert "configuration error: HEALTH_HOST/HEALTH_PORT: cannot listen on 192.0.2.1:" in (
+        result.stderr)
