@@ -159,3 +159,32 @@ def test_a_stopped_drain_records_what_it_sent_and_gives_back_the_rest(engine: En
                                   .order_by(NOTIFICATIONS.c.id)).all()
     assert 2 == counts.sent == len(mailer.delivered)
     assert [("sent", None)] * 2 + [("queued", None)] * 3 == [tuple(row) for row in rows]
+
+
+def test_an_outage_is_logged_once_and_retries_back_off() -> None:
+    """Many failures while the database is away make one warning, and growing delays."""
+    from structlog.testing import capture_logs
+
+    from worker.service import DatabaseWatch, database_error
+
+    watch = DatabaseWatch()
+    error = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    delays = []
+    with capture_logs() as logs:
+        for _ in range(8):
+            watch.failed(error)
+            delays.append(watch.next_delay().total_seconds())
+        watch.answered()
+        watch.answered()
+    events = [entry["event"] for entry in logs if entry["log_level"] != "debug"]
+    assert ["database_unavailable", "database_available"] == events
+    assert [1, 2, 4, 8, 15, 30, 30, 30] == delays
+    assert error is database_error(_caused_by(error))
+    assert database_error(ValueError("a bug")) is None
+
+
+def _caused_by(error: BaseException) -> BaseException:
+    try:
+        raise PassFailed(1, "x", closed=False) from error
+    except PassFailed as wrapped:
+        return wrapped
