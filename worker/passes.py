@@ -149,30 +149,33 @@ def run_pass(
     summary = PassSummary(as_of=moment, dry_run=dry_run)
     real_time = clock or (lambda: moment)
     build = deliver is not None and not dry_run
+    watched = not dry_run and trigger != "forecast"  # a real pass: heartbeat, metrics
     began = time.monotonic()
     with engine.connect() as connection:
         outer = connection.begin() if dry_run else None
         try:
             summary.pass_id = _open_pass(connection, policy, moment, real_time(), dry_run,
-                                         trigger, runner or Runner.this_process())
+                                         watched, trigger, runner or Runner.this_process())
             with contextlib.ExitStack() as alive:
-                if not dry_run:
+                if watched:
                     alive.enter_context(Heartbeat(
                         engine, summary.pass_id, real_time,
                         timedelta(seconds=policy.schedule.heartbeat_seconds)))
                 try:
                     _run_stages(connection, summary, policy, moment, dry_run, progress,
                                 build, deliver, stop)
+                    _close_pass(connection, summary, dry_run, real_time())
                 except Exception as error:
                     if dry_run:
                         raise
-                    raise _failed_pass(engine, connection, summary, error, real_time()) \
-                        from error
-            _close_pass(connection, summary, dry_run, real_time())
+                    failure = _failed_pass(engine, connection, summary, error, real_time())
+                    if watched:
+                        record_pass("failed", time.monotonic() - began)
+                    raise failure from error
         finally:
             if outer is not None:
                 outer.rollback()
-    if not dry_run and trigger != "forecast":
+    if watched:
         record_pass(summary.outcome, time.monotonic() - began)
     event = "pass_interrupted" if summary.interrupted else "pass_finished"
     log.info(event, **summary.counts(), as_of=moment.isoformat(), dry_run=dry_run,
@@ -215,10 +218,8 @@ def _failed_pass(
     except Exception as second:
         log.warning("pass_failed", pass_id=pass_id, error=reason, closed=False,
                     close_error=describe(second))
-        record_pass("failed", 0.0)
         return PassFailed(pass_id, reason, closed=False)
     log.warning("pass_failed", pass_id=pass_id, error=reason, closed=True)
-    record_pass("failed", 0.0)
     return PassFailed(pass_id, reason, closed=True)
 
 
@@ -365,10 +366,12 @@ def _digests(
 
 def _open_pass(
     connection: Connection, policy: Policy, moment: datetime, started_at: datetime,
-    dry_run: bool, trigger: str, runner: Runner,
+    dry_run: bool, watched: bool, trigger: str, runner: Runner,
 ) -> int:
+    """Open the pass's row; a real pass first marks the dead passes of others (a
+    forecast's private copy leaves them to the real passes)."""
     with _transaction(connection, dry_run):
-        if not dry_run:
+        if watched:
             mark_abandoned(connection, started_at, runner,
                            timedelta(minutes=policy.schedule.abandon_after_minutes))
         return open_pass(connection, moment, started_at, dry_run=dry_run, trigger=trigger,
