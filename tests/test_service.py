@@ -90,11 +90,11 @@ def test_a_signal_during_a_long_first_pass_stops_within_the_bound(
 def test_sigterm_during_a_long_pass_on_postgresql(
     postgres_server: str, postgres_template: str, tmp_path: Path
 ) -> None:
-    """The same on PostgreSQL, with 30,000 subscriptions due."""
+    """The same on PostgreSQL, with 10,000 subscriptions due."""
     from tests.conftest import _fresh_postgres
 
     url = _fresh_postgres(postgres_server, postgres_template)
-    build_first_pass(url, 30_000)
+    build_first_pass(url, 10_000)
     with started(url, tmp_path) as service:
         wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, tmp_path / "start.log")
         seconds = stop(service)

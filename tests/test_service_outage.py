@@ -47,16 +47,21 @@ def test_a_postgresql_restart_is_one_outage_and_health_comes_back(
     with started(url, tmp_path, HEALTH_PORT=str(port)) as service:
         wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, log)
         own_server.restart()
-        seen: list[int] = []
+        seen: list[tuple[int, str]] = []
         deadline = time.monotonic() + 120
-        while not (503 in seen and seen[-1] == 200):
+        while not (seen and seen[-1][0] == 200):
             assert service.poll() is None, log.read_text()
             assert time.monotonic() < deadline, (seen[-5:], log.read_text())
-            seen.append(get(port, "/healthz")[0])
+            status, body = get(port, "/healthz")
+            seen.append((status, json.loads(body)["reason"]))
             time.sleep(0.1)
         healthy = json.loads(get(port, "/healthz")[1])
         seconds = stop(service)
     names = [e["event"] for e in events(log)]
+    outage = [reason for status, reason in seen if status == 503
+              and reason.startswith(("last pass 1 failed: OperationalError",
+                                     "database unavailable: OperationalError"))]
+    assert outage, seen
     assert 0 == service.returncode, log.read_text()
     assert seconds < 10
     assert (1, 1) == (names.count("database_unavailable"), names.count("database_available")), \
