@@ -19,7 +19,9 @@ from tests.big_portfolio import MOMENT, build_first_pass
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from worker.db.dashboard import dashboard
 from worker.db.schema import PASSES
+from worker.health import verdict
 from worker.mailer import MemoryMailer
+from worker.metrics import exposition
 from worker.pass_ledger import HOST, Heartbeat, Runner, RunningPass, abandon_reason, open_pass
 from worker.passes import CHUNK, PassFailed, run_pass
 from worker.policy import Policy, build_policy
@@ -100,12 +102,19 @@ def test_dead_passes_are_marked_abandoned_by_the_next_pass(
     found = {row.trigger: (row.outcome, row.error) for row in pass_rows(engine)}
     with engine.connect() as connection:
         board = dashboard(connection)
+    health = verdict(engine, REAL, timedelta(minutes=45)).body()
+    metrics = exposition(engine, lambda: REAL).decode()
     assert "abandoned" == found["gone-here"][0]
     assert "is gone" in found["gone-here"][1]
     assert "abandoned" == found["stale-elsewhere"][0]
     assert "no heartbeat since" in found["stale-elsewhere"][1]
     assert ("running", None) == found["alive-elsewhere"]
     assert {"abandoned": 2, "running": 1, "done": 1} == board["passes"]
+    assert ("ok", "abandoned") == (health["status"], health["last_abandoned"]["outcome"])
+    assert ["alive-elsewhere"] == [
+        row.trigger for row in pass_rows(engine) if row.id in
+        {running["id"] for running in health["running"]}]
+    assert 'worker_pass_rows{outcome="abandoned"} 2.0' in metrics
 
 
 ME = Runner("here", 100)
