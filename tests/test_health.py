@@ -95,3 +95,29 @@ def test_metrics_report_a_database_that_does_not_answer() -> None:
     families = {family.name: family for family in text_string_to_metric_families(text)}
     assert 0.0 == families["worker_database_up"].samples[0].value
     assert "worker_notifications" not in families
+
+
+def test_the_endpoint_listens_on_loopback_unless_told() -> None:
+    """HEALTH_HOST defaults to 127.0.0.1; a value that is no address is named at start."""
+    from worker.errors import ConfigError
+    from worker.settings import load_settings
+
+    assert "127.0.0.1" == load_settings({}).health_host
+    assert "0.0.0.0" == load_settings({"HEALTH_HOST": "0.0.0.0"}).health_host
+    with pytest.raises(ConfigError, match=r"^HEALTH_HOST: not an address or host name"):
+        load_settings({"HEALTH_HOST": "a b"})
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ({"shutdown": {"within_seconds": 0}}, "shutdown.within_seconds"),
+    ({"schedule": {"abandon_after_minutes": 1, "heartbeat_seconds": 30}}, "schedule"),
+    ({"schedule": {"heartbeat_seconds": -1}}, "schedule.heartbeat_seconds"),
+])
+def test_lifecycle_settings_are_checked(override: dict[str, object], key: str) -> None:
+    """A bound of zero, or a pass abandoned before three heartbeats, stops at start."""
+    from worker.errors import ConfigError
+    from worker.policy import build_policy
+
+    with pytest.raises(ConfigError) as raised:
+        build_policy(override)
+    assert key == raised.value.key

@@ -176,9 +176,10 @@ def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None
 def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
     tmp_path: Path
 ) -> None:
-    """HEALTH_HOST is checked at start: one line naming it, exit 2."""
+    """HEALTH_HOST is checked at start: one line naming it, exit 2, nothing written."""
     result = run_cli("start", database_url=f"sqlite:///{tmp_path / 'w.db'}", cwd=tmp_path,
                      HEALTH_PORT=str(free_port()), HEALTH_HOST="192.0.2.1")
     assert 2 == result.code
     assert "configuration error: HEALTH_HOST/HEALTH_PORT: cannot listen on 192.0.2.1:" in (
         result.stderr)
+    assert not (tmp_path / "w.db").exists()  # nothing written

@@ -212,12 +212,13 @@ def _log_delivery(counts: DeliveryCounts) -> None:
 
 
 def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.db.engine import ensure_schema, make_engine
     from worker.health import serve_health, stale_after
     from worker.pass_ledger import close_failed
     from worker.passes import run_pass
     from worker.service import Jobs, serve
 
-    engine = _engine(settings)
+    engine = make_engine(settings.database_url)
     stop = threading.Event()
     endpoint = None
     if settings.health_port is not None:
@@ -228,6 +229,7 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
             raise ConfigError("HEALTH_HOST/HEALTH_PORT", f"cannot listen on "
                               f"{settings.health_host}:{settings.health_port}: "
                               f"{error.strerror or error}") from None
+    ensure_schema(engine)  # once the endpoint is known to work: a wrong address writes nothing
 
     def one_pass(stop: threading.Event) -> object:
         return run_pass(engine, policy, utc_now(), trigger="schedule", clock=utc_now,
