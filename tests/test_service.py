@@ -169,8 +169,8 @@ def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None
             service.stdout.close()
     cut = [e for e in events(log) if e["event"] == "shutdown_cut"]
     assert 1 == service.returncode, log.read_text()
-    assert 2 <= seconds < 8
-    assert [["pass"]] == [e["running"] for e in cut]
+    assert 2 <= seconds < 2 + BOUND, (seconds, log.read_text())  # cut at 2 s, not at 120
+    assert [["pass"]] == [e["running"] for e in cut], log.read_text()
 
 
 def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
