@@ -144,6 +144,7 @@ class Service:
         self.running = Running()
         self.unclosed: dict[int, str] = {}
         self._one_pass = threading.Lock()  # the schedule's pass and a retry never overlap
+        self._cutting = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=self.zone, executors={"default": ThreadPoolExecutor(2)})
 
@@ -185,13 +186,15 @@ class Service:
         watchdog.daemon = True
         watchdog.start()
         self.scheduler.pause()  # nothing new starts; the jobs in hand see the stop
-        self.running.wait_idle(bound)
+        if not self.running.wait_idle(bound):
+            self._cut(bound)  # whichever of this and the watchdog comes first
         self.scheduler.shutdown(wait=False)
         watchdog.cancel()
         log.info("service_stopped", seconds=round(time.monotonic() - began, 2))
         return 0
 
     def _cut(self, bound: float) -> None:
+        self._cutting.acquire()  # never released: the process ends; one cut, logged once
         log.error("shutdown_cut", within_seconds=bound, running=self.running.names(),
                   note="claims left to their leases; a running pass is marked abandoned "
                        "by a later pass")
