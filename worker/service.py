@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from worker.metrics import record_database_error
 from worker.pass_ledger import describe
+from worker.passes import PassFailed
 from worker.policy import Policy
 
 log = structlog.get_logger("worker.service")
@@ -246,8 +247,6 @@ class Service:
             del self.unclosed[pass_id]
 
     def _failed(self, what: str, error: Exception) -> None:
-        from worker.passes import PassFailed  # noqa: PLC0415 - passes imports the outbox
-
         if isinstance(error, PassFailed) and not error.closed:
             self.unclosed[error.pass_id] = error.error
         cause = database_error(error)
