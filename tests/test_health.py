@@ -121,3 +121,41 @@ def test_lifecycle_settings_are_checked(override: dict[str, object], key: str) -
     with pytest.raises(ConfigError) as raised:
         build_policy(override)
     assert key == raised.value.key
+
+
+def test_the_endpoint_answers_each_probe(engine: Engine, policy: Policy) -> None:
+    """/livez never asks the database; /readyz turns 503 once the process is stopping;
+    /metrics is Prometheus text; anything else is 404."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from worker.health import serve_health
+
+    run_pass(engine, policy, REAL, clock=lambda: REAL)
+    stopping = [False]
+    port = free_port()
+    server = serve_health(engine, "127.0.0.1", port, lambda: REAL, ALLOWED,
+                          lambda: stopping[0])
+
+    def get(path: str) -> tuple[int, str, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                return reply.status, reply.headers["Content-Type"], reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["Content-Type"], error.read().decode()
+
+    try:
+        ready = get("/readyz")
+        stopping[0] = True
+        after = get("/readyz")
+        live, healthz, metrics, missing = get("/livez"), get("/healthz"), get("/metrics"), \
+            get("/nope")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (200, "ok") == (ready[0], json.loads(ready[2])["status"])
+    assert (503, "stopping") == (after[0], json.loads(after[2])["status"])
+    assert (200, 200, 404) == (live[0], healthz[0], missing[0])
+    assert metrics[1].startswith("text/plain; version=")
+    assert "worker_database_up 1.0" in metrics[2]

@@ -20,7 +20,9 @@ token and a lease (PostgreSQL picks them with FOR UPDATE SKIP LOCKED; SQLite's
 BEGIN IMMEDIATE serialises the conditional UPDATE). Only the rows the statement
 returned are sent, so two processes never send one notice at once; a process that dies
 leaves its lease to expire. A notice is marked `sent` only after the server accepted it,
-in the transaction that follows (every `FLUSH` outcomes).
+in the transaction that follows (every `FLUSH` outcomes). A drain asked to stop (`stop`,
+looked at before each claim and each message) claims nothing more, lets the messages
+being sent finish, writes their outcomes and releases the claims it did not use.
 
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
 `message_bytes` while the notice waits, and stamped with their Date at each hand-over;
