@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -45,9 +46,36 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running throwaway server: its URL, and a restart as maintenance does one."""
+
+    url: str
+    port: int
+    root: Path
+    bin_dir: Path
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every connection is cut, the server is back when it
+        returns (as a managed database's maintenance or a failover does)."""
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"),
+                          "-l", str(self.root / "server.log"), "-m", "fast", "-w", "restart"]),
+            check=True, capture_output=True, timeout=60,
+        )
+        _wait_for(self.port)
+
+
 @contextlib.contextmanager
 def running_server() -> Iterator[str]:
     """Yield the URL of a fresh server's `postgres` database; stop it afterwards."""
+    with server_process() as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def server_process() -> Iterator[Server]:
+    """A fresh server (see `Server`); stopped and deleted afterwards."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="worker-pg-"))
     data, sockets = root / "data", root / "sock"
@@ -69,7 +97,8 @@ def running_server() -> Iterator[str]:
     )
     try:
         _wait_for(port)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield Server(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", port, root,
+                     bin_dir)
     finally:
         subprocess.run(
             _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),

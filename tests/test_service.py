@@ -1,65 +1,185 @@
-"""`start`: the service runs a pass at once, on its schedule, and stops cleanly on SIGTERM."""
+"""`start` as an operator runs it: a pass at once, probes and metrics, and a stop on
+SIGTERM/SIGINT within the bound, even in the middle of a long first pass."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
-import time
-import urllib.request
+import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.big_portfolio import build_first_pass
 from tests.cli import command, run_cli
 from tests.portfolio import as_json, portfolio
+from tests.service_process import BOUND, count, events, get, started, stop, wait_for
 from tests.smtp_server import free_port
-from worker.db.engine import make_engine
-from worker.db.schema import PASSES
+from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
 
 pytestmark = pytest.mark.e2e
 
 
-def _passes(database_url: str) -> int:
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.scalar(
-                select(func.count()).select_from(PASSES).where(PASSES.c.outcome != "running")
-            ) or 0)
-    finally:
-        engine.dispose()
-
-
-def test_start_runs_a_pass_and_stops_on_sigterm(database_url: str, tmp_path: Path) -> None:
-    """An operator's SIGTERM ends the service after the pass in hand, with status 0."""
+def test_start_runs_a_pass_serves_probes_and_stops_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A pass at once; /livez, /readyz, /healthz and /metrics answer; SIGTERM ends with 0."""
     data = tmp_path / "portfolio.json"
     data.write_text(as_json(portfolio()), encoding="utf-8")
-    assert run_cli("import", str(data), database_url=database_url, cwd=tmp_path).code == 0
+    assert 0 == run_cli("import", str(data), database_url=database_url, cwd=tmp_path).code
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "WORKER_MAIL_DIR": str(tmp_path / "mail"),
-           "HEALTH_PORT": str(port)}
-    service = subprocess.Popen([*command(), "start"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with started(database_url, tmp_path, HEALTH_PORT=str(port)) as service:
+        wait_for(lambda: count(database_url, PASSES, PASSES.c.outcome == "done") >= 1, 60,
+                 service, tmp_path / "start.log")
+        live, ready, healthz = get(port, "/livez"), get(port, "/readyz"), get(port, "/healthz")
+        status, text = get(port, "/metrics")
+        seconds = stop(service)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    buckets = {s.labels["bucket"] for s in families["worker_subscriptions"].samples}
+    done = [s for s in families["worker_passes"].samples
+            if s.name == "worker_passes_total" and s.labels == {"outcome": "done"}]
+    assert (200, 200, 200, 200) == (live[0], ready[0], healthz[0], status)
+    assert "ok" == json.loads(healthz[1])["status"]
+    assert buckets
+    assert 1.0 == done[0].value
+    assert 0 == service.returncode
+    assert seconds < BOUND
+    assert "service_stopped" in {e["event"] for e in events(tmp_path / "start.log")}
+
+
+@pytest.fixture(scope="module")
+def first_pass_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file of 200,000 subscriptions, all due: a first pass of about a minute."""
+    path = tmp_path_factory.mktemp("first-pass") / "worker.db"
+    build_first_pass(f"sqlite:///{path}", 200_000)
+    return path
+
+
+def assert_stopped_cleanly(url: str, log: Path) -> None:
+    rows = count(url, PASSES), count(url, PASSES, PASSES.c.outcome == "interrupted")
+    assert (1, 1) == rows, log.read_text()
+    assert 0 == count(url, PASSES, PASSES.c.outcome == "running")
+    assert 0 == count(url, NOTIFICATIONS, NOTIFICATIONS.c.claim_token.is_not(None))
+    names = [e["event"] for e in events(log)]
+    assert ["pass_interrupted", "service_stopped"] == [
+        n for n in names if n in ("pass_interrupted", "service_stopped", "shutdown_cut")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_long_first_pass_stops_within_the_bound(
+    signum: int, first_pass_file: Path, tmp_path: Path
+) -> None:
+    """200k subscriptions due: the signal ends the pass after its chunk (`interrupted`),
+    nothing stays claimed or `running`, and the process exits 0 well within the bound."""
+    path = tmp_path / "worker.db"
+    shutil.copyfile(first_pass_file, path)
+    url = f"sqlite:///{path}"
+    with started(url, tmp_path) as service:
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, tmp_path / "start.log")
+        seconds = stop(service, signum)
+    assert 0 == service.returncode, (tmp_path / "start.log").read_text()
+    assert seconds < BOUND
+    assert_stopped_cleanly(url, tmp_path / "start.log")
+
+
+@pytest.mark.postgres
+def test_sigterm_during_a_long_pass_on_postgresql(
+    postgres_server: str, postgres_template: str, tmp_path: Path
+) -> None:
+    """The same on PostgreSQL, with 10,000 subscriptions due."""
+    from tests.conftest import _fresh_postgres
+
+    url = _fresh_postgres(postgres_server, postgres_template)
+    build_first_pass(url, 10_000)
+    with started(url, tmp_path) as service:
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, service, tmp_path / "start.log")
+        seconds = stop(service)
+    assert 0 == service.returncode, (tmp_path / "start.log").read_text()
+    assert seconds < BOUND
+    assert_stopped_cleanly(url, tmp_path / "start.log")
+
+
+def test_sigterm_interrupts_a_run_once_too(first_pass_file: Path, tmp_path: Path) -> None:
+    """A pass started by hand honours SIGTERM the same way: `interrupted`, exit 1."""
+    path = tmp_path / "worker.db"
+    shutil.copyfile(first_pass_file, path)
+    url = f"sqlite:///{path}"
+    log = tmp_path / "run.log"
+    environ = {**os.environ, "DATABASE_URL": url, "WORKER_MAIL_DIR": str(tmp_path / "mail")}
+    with log.open("w") as stderr:
+        run = subprocess.Popen([*command(), "run", "--once"], cwd=tmp_path, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + 60
-        while _passes(database_url) == 0 and time.monotonic() < deadline:
-            assert service.poll() is None, service.communicate()[1]
-            time.sleep(0.2)
-        assert _passes(database_url) >= 1
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
-            healthz = json.loads(reply.read())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            metrics = reply.read().decode()
-        assert "ok" == healthz["status"]
-        assert 'worker_subscriptions{bucket="' in metrics
-        assert "worker_last_pass_ok 1" in metrics
-        service.send_signal(signal.SIGTERM)
-        _, stderr = service.communicate(timeout=60)
+        wait_for(lambda: count(url, TRANSITIONS) > 0, 60, run, log)  # type: ignore[arg-type]
+        seconds = stop(run)  # type: ignore[arg-type]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    assert 1 == run.returncode, log.read_text()
+    assert seconds < BOUND
+    assert 1 == count(url, PASSES, PASSES.c.outcome == "interrupted")
+
+
+STUBBORN = """
+import sys, time
+from datetime import UTC, datetime
+from worker.logs import configure_logging
+from worker.policy import build_policy
+from worker.service import Jobs, serve
+
+configure_logging(json=True)
+
+
+def stubborn(stop):
+    print("pass-started", flush=True)
+    time.sleep(120)  # never looks at the stop request
+
+
+jobs = Jobs(run_pass=stubborn, deliver=lambda stop: None, probe=lambda: None,
+            close_failed=lambda pass_id, error: None)
+policy = build_policy({"shutdown": {"within_seconds": 2}})
+sys.exit(serve(policy, jobs, lambda: datetime.now(UTC)))
+"""
+
+
+def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None:
+    """The watchdog keeps the promise whatever a job does: past the bound the process
+    says what it cut and ends with status 1, before a process manager's SIGKILL."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN, encoding="utf-8")
+    log = tmp_path / "stubborn.log"
+    with log.open("w") as stderr:
+        service = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True,
+                                   cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert service.stdout is not None
+        assert "pass-started" == service.stdout.readline().strip(), log.read_text()
+        seconds = stop(service)
     finally:
         if service.poll() is None:
             service.kill()
-    assert service.returncode == 0, stderr
-    assert "service_stopped" in stderr
+            service.wait(timeout=30)
+        if service.stdout is not None:
+            service.stdout.close()
+    cut = [e for e in events(log) if e["event"] == "shutdown_cut"]
+    assert 1 == service.returncode, log.read_text()
+    assert 2 <= seconds < 2 + BOUND, (seconds, log.read_text())  # cut at 2 s, not at 120
+    assert [["pass"]] == [e["running"] for e in cut], log.read_text()
+
+
+def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
+    tmp_path: Path
+) -> None:
+    """HEALTH_HOST is checked at start: one line naming it, exit 2, nothing written."""
+    result = run_cli("start", database_url=f"sqlite:///{tmp_path / 'w.db'}", cwd=tmp_path,
+                     HEALTH_PORT=str(free_port()), HEALTH_HOST="192.0.2.1")
+    assert 2 == result.code
+    assert "configuration error: HEALTH_HOST/HEALTH_PORT: cannot listen on 192.0.2.1:" in (
+        result.stderr)
+    assert not (tmp_path / "w.db").exists()  # nothing written

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -97,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="the dashboard as the last pass left it")
     status.add_argument("--format", choices=["table", "json"], default="table")
+
+    commands.add_parser("check", help="exit 0 when the database answers and the newest "
+                                      "pass is recent (the /healthz condition), else 1")
     return parser
 
 
@@ -168,23 +173,46 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 
     moment = _moment(args.as_of) if args.as_of else utc_now()
     engine = _engine(settings)
+    stop = _stop_on_signals()
     with terminal_progress() as progress:
         summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
-                           progress=progress, deliver=_deliverer(engine, settings, policy))
+                           progress=progress, deliver=_deliverer(engine, settings, policy, stop),
+                           stop=stop)
     if args.json:
         print(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
     else:
         from worker.summary import render_summary
 
         print(render_summary(summary))
+    if summary.interrupted:
+        return EXIT_FAILED
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
-def _deliverer(engine: Engine, settings: Settings, policy: Policy) -> Deliver:
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT ask the pass to stop after its chunk in hand (closed
+    `interrupted`); a second one ends the process at once."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("pass_stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _deliverer(
+    engine: Engine, settings: Settings, policy: Policy, stop: threading.Event | None = None,
+) -> Deliver:
     """Delivery through SMTP_URL, or `.eml` files when it is unset."""
     from worker.outbox import deliver_due
 
-    return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now)
+    return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now,
+                                      stop=stop)
 
 
 def _log_delivery(counts: DeliveryCounts) -> None:
@@ -193,27 +221,58 @@ def _log_delivery(counts: DeliveryCounts) -> None:
 
 
 def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.db.engine import ensure_schema, make_engine
+    from worker.health import serve_health, stale_after
+    from worker.pass_ledger import close_failed
     from worker.passes import run_pass
-    from worker.service import serve
+    from worker.service import Jobs, serve
 
-    engine = _engine(settings)
-    deliver = _deliverer(engine, settings, policy)
+    engine = make_engine(settings.database_url)
+    stop = threading.Event()
     endpoint = None
     if settings.health_port is not None:
-        from datetime import timedelta
+        try:
+            endpoint = serve_health(engine, settings.health_host, settings.health_port,
+                                    utc_now, stale_after(policy), stop.is_set)
+        except OSError as error:
+            raise ConfigError("HEALTH_HOST/HEALTH_PORT", f"cannot listen on "
+                              f"{settings.health_host}:{settings.health_port}: "
+                              f"{error.strerror or error}") from None
+    ensure_schema(engine)  # once the endpoint is known to work: a wrong address writes nothing
 
-        from worker.health import serve_health
+    def one_pass(stop: threading.Event) -> object:
+        return run_pass(engine, policy, utc_now(), trigger="schedule", clock=utc_now,
+                        deliver=_deliverer(engine, settings, policy, stop), stop=stop)
 
-        stale = timedelta(minutes=3 * policy.schedule.pass_every_minutes)
-        endpoint = serve_health(engine, settings.health_port, utc_now, stale)
+    def one_drain(stop: threading.Event) -> None:
+        _log_delivery(_deliverer(engine, settings, policy, stop)(utc_now()))
+
+    def probe() -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    jobs = Jobs(run_pass=one_pass, deliver=one_drain, probe=probe,
+                close_failed=lambda pass_id, error: close_failed(engine, pass_id, error,
+                                                                 utc_now()))
     try:
-        serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
-                                       clock=utc_now, deliver=deliver),
-              lambda: _log_delivery(deliver(utc_now())), utc_now)
+        return serve(policy, jobs, utc_now, stop)
     finally:
         if endpoint is not None:
             endpoint.shutdown()
-    return EXIT_OK
+
+
+def _check(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    """`/healthz`'s condition as an exit status and one line (platforms without probes)."""
+    from worker.db.engine import make_engine
+    from worker.health import stale_after, verdict
+
+    engine = make_engine(settings.database_url)
+    try:
+        judged = verdict(engine, utc_now(), stale_after(policy))
+    finally:
+        engine.dispose()
+    print(f"{'ok' if judged.healthy else 'unhealthy'}: {judged.reason}")
+    return EXIT_OK if judged.healthy else EXIT_FAILED
 
 
 def _export(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
@@ -271,5 +330,5 @@ def _preview(args: argparse.Namespace, settings: Settings, policy: Policy) -> in
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Policy], int]] = {
     "db": _db, "import": _import, "run": _run, "start": _start, "export": _export,
-    "forecast": _forecast, "preview": _preview, "status": _status,
+    "forecast": _forecast, "preview": _preview, "status": _status, "check": _check,
 }

@@ -20,7 +20,9 @@ token and a lease (PostgreSQL picks them with FOR UPDATE SKIP LOCKED; SQLite's
 BEGIN IMMEDIATE serialises the conditional UPDATE). Only the rows the statement
 returned are sent, so two processes never send one notice at once; a process that dies
 leaves its lease to expire. A notice is marked `sent` only after the server accepted it,
-in the transaction that follows (every `FLUSH` outcomes).
+in the transaction that follows (every `FLUSH` outcomes). A drain asked to stop (`stop`,
+looked at before each claim and each message) claims nothing more, lets the messages
+being sent finish, writes their outcomes and releases the claims it did not use.
 
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
 `message_bytes` while the notice waits, and stamped with their Date at each hand-over;
@@ -52,6 +54,7 @@ from worker.notices import IGNORES_SEND_WINDOW
 from worker.policy import Policy
 from worker.render import render_notification
 from worker.settings import Settings
+from worker.stopping import Stop, requested
 
 log = structlog.get_logger("worker.outbox")
 NOTIFICATIONS = metadata.tables["notifications"]
@@ -530,11 +533,11 @@ class Drain:
     def __init__(
         self, engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *,
         clock: Clock, retry: RetryPolicy, build: Builder = build_for,
-        limit: int | None = None,
+        limit: int | None = None, stop: Stop = None,
     ) -> None:
         self.engine, self.mailer, self.policy = engine, mailer, policy
         self.moment, self.clock, self.retry, self.build = moment, clock, retry, build
-        self.limit = limit
+        self.limit, self.stop = limit, stop
         self.token = uuid.uuid4().hex
         self.counts = DeliveryCounts(transport=mailer.description)
         self._unwritten: list[Settlement] = []
@@ -544,6 +547,8 @@ class Drain:
         heartbeat = asyncio.create_task(self._keep_lease())
         try:
             while self.limit is None or self._handled < self.limit:
+                if requested(self.stop):  # claim nothing new
+                    break
                 batch = self._claim()
                 if not batch:
                     break
@@ -555,7 +560,9 @@ class Drain:
             await self.mailer.close()
             self._flush()
             with self.engine.begin() as connection:
-                release(connection, self.token)
+                released = release(connection, self.token)
+            if released:
+                log.info("delivery_stopped", released=released)
         log.info("delivery_finished", transport=self.counts.transport,
                  **self.counts.as_dict(), errors=len(self.counts.errors))
         return self.counts
@@ -617,6 +624,8 @@ class Drain:
 
         async def worker() -> None:
             for notice in queue:
+                if requested(self.stop):  # the rest stay claimed until `release`
+                    return
                 self._settled(notice, await self._attempt(notice))
 
         workers = max(1, min(self.mailer.concurrency, len(notices)))
@@ -668,26 +677,31 @@ class Drain:
 async def drain(
     engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *, clock: Clock,
     retry: RetryPolicy | None = None, limit: int | None = None, build: Builder = build_for,
+    stop: Stop = None,
 ) -> DeliveryCounts:
     """`deliver_due` inside a running event loop."""
     return await Drain(engine, mailer, policy, moment, clock=clock,
-                       retry=retry or retry_policy(policy), build=build, limit=limit).run()
+                       retry=retry or retry_policy(policy), build=build, limit=limit,
+                       stop=stop).run()
 
 
 def deliver_due(
     engine: Engine, policy: Policy, settings: Settings, moment: datetime, *, clock: Clock,
     mailer: Mailer | None = None, retry: RetryPolicy | None = None, limit: int | None = None,
+    stop: Stop = None,
 ) -> DeliveryCounts:
     """Deliver every notification due at the pass moment `moment`; return the counts.
 
     `moment` judges the send window and the retry schedule; `clock()` gives the real
     time for `sent_at`, the Date header and leases. The mailer is SMTP when SMTP_URL is
     set, else `.eml` files under `settings.mail_dir` (`counts.transport` says which).
-    Refused or undeliverable messages are counted, not raised.
+    Refused or undeliverable messages are counted, not raised. Once `stop` is set the
+    drain claims nothing more, finishes the messages being sent, writes their outcomes
+    and gives back the claims it has not used (another process takes them at once).
     """
     chosen = mailer if mailer is not None else open_mailer(settings)
     return asyncio.run(drain(engine, chosen, policy, moment, clock=clock, retry=retry,
-                             limit=limit))
+                             limit=limit, stop=stop))
 
 
 def plan_due(connection: Connection, policy: Policy, moment: datetime) -> Counter[str]:

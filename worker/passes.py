@@ -5,23 +5,30 @@ pass interrupted half-way leaves whole chunks behind and the next pass resumes. 
 the rules cannot read is named in the summary and skipped; the others go on. A dry run
 does all of it inside one transaction that is rolled back: nothing is written, not even
 the record of the pass.
+
+Its lifecycle (`worker.pass_ledger`): the pass's row records who runs it and a
+heartbeat; a stop request (`stop`) is looked at between chunks, and the pass is then
+closed `interrupted` without delivering; a pass that fails is closed `failed` with its
+error (`PassFailed` says whether that could be written); dead passes of other processes
+are marked `abandoned` when a pass opens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, insert, update
+from sqlalchemy import Connection, Engine, Row
 
 from worker import evaluate
 from worker.db.dashboard import digest_groups
-from worker.db.schema import CODES, CUSTOMERS, PASSES, RESELLERS, SUBSCRIPTIONS
+from worker.db.schema import CODES, CUSTOMERS, RESELLERS, SUBSCRIPTIONS
 from worker.db.snapshots import (
     ResellerInfo,
     claim_codes,
@@ -34,9 +41,19 @@ from worker.db.snapshots import (
 )
 from worker.effects import Batch, Written, write
 from worker.errors import RecordError
+from worker.metrics import record_pass
 from worker.outbox import DeliveryCounts, build_messages, plan_due
+from worker.pass_ledger import (
+    Heartbeat,
+    Runner,
+    close_pass,
+    describe,
+    mark_abandoned,
+    open_pass,
+)
 from worker.policy import Policy
 from worker.rules.digest import digest_notice, digest_timing
+from worker.stopping import Stop, requested
 
 log = structlog.get_logger("worker.pass")
 TABLES = {"subscriptions": SUBSCRIPTIONS, "customers": CUSTOMERS,
@@ -62,6 +79,11 @@ class PassSummary:
     errors: list[dict[str, str]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "running"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.outcome == "interrupted"
 
     def absorb(self, batch: Batch, written: Written) -> None:
         for row in batch.transitions:
@@ -88,9 +110,19 @@ class PassSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {"pass_id": self.pass_id, "as_of": self.as_of.isoformat(),
-                "dry_run": self.dry_run, **self.counts(), "transport": self.transport,
-                "errors": self.errors,
+                "dry_run": self.dry_run, "outcome": self.outcome, **self.counts(),
+                "transport": self.transport, "errors": self.errors,
                 "transitions": self.transitions, "notices": self.notices}
+
+
+class PassFailed(Exception):
+    """A pass stopped on an error. `closed`: its row says `failed` (else it is still
+    `running`, the database being away: `worker.pass_ledger.close_failed` later)."""
+
+    def __init__(self, pass_id: int, error: str, *, closed: bool) -> None:
+        state = "closed as failed" if closed else "left running: the database is away"
+        super().__init__(f"pass {pass_id} failed ({state}): {error}")
+        self.pass_id, self.error, self.closed = pass_id, error, closed
 
 
 def run_pass(
@@ -103,33 +135,92 @@ def run_pass(
     clock: Callable[[], datetime] | None = None,
     progress: Progress | None = None,
     deliver: Deliver | None = None,
+    stop: Stop = None,
+    runner: Runner | None = None,
 ) -> PassSummary:
     """Evaluate every rule at `moment` and apply the decisions (see the module docstring).
 
     `clock` gives the real time, recorded as the pass's start and finish only; every rule
     is judged at `moment`. `deliver`, when given, drains the outbox at `moment` once the
     rules are applied (messages are built when queued); a dry run only counts what it
-    would send. Without it (forecasts) notices stay queued.
+    would send. Without it (forecasts) notices stay queued. `stop` is looked at between
+    chunks: once set, the pass ends `interrupted` after the chunk in hand.
     """
     summary = PassSummary(as_of=moment, dry_run=dry_run)
     real_time = clock or (lambda: moment)
     build = deliver is not None and not dry_run
+    watched = not dry_run and trigger != "forecast"  # a real pass: heartbeat, metrics
+    began = time.monotonic()
     with engine.connect() as connection:
         outer = connection.begin() if dry_run else None
         try:
-            summary.pass_id = _open_pass(connection, moment, real_time(), dry_run, trigger)
-            _evaluate_all(connection, summary, policy, moment, dry_run, progress, build)
-            if dry_run and deliver is not None:
-                summary.delivery.update({f"would_{what}": n for what, n in
-                                         plan_due(connection, policy, moment).items()})
-            elif deliver is not None:
-                _deliver(summary, deliver, moment)
-            _close_pass(connection, summary, dry_run, real_time())
+            summary.pass_id = _open_pass(connection, policy, moment, real_time(), dry_run,
+                                         watched, trigger, runner or Runner.this_process())
+            with contextlib.ExitStack() as alive:
+                if watched:
+                    alive.enter_context(Heartbeat(
+                        engine, summary.pass_id, real_time,
+                        timedelta(seconds=policy.schedule.heartbeat_seconds)))
+                try:
+                    _run_stages(connection, summary, policy, moment, dry_run, progress,
+                                build, deliver, stop)
+                    _close_pass(connection, summary, dry_run, real_time())
+                except Exception as error:
+                    if dry_run:
+                        raise
+                    failure = _failed_pass(engine, connection, summary, error, real_time())
+                    if watched:
+                        record_pass("failed", time.monotonic() - began)
+                    raise failure from error
         finally:
             if outer is not None:
                 outer.rollback()
-    log.info("pass_finished", **summary.counts(), as_of=moment.isoformat(), dry_run=dry_run)
+    if watched:
+        record_pass(summary.outcome, time.monotonic() - began)
+    event = "pass_interrupted" if summary.interrupted else "pass_finished"
+    log.info(event, **summary.counts(), as_of=moment.isoformat(), dry_run=dry_run,
+             outcome=summary.outcome, pass_id=summary.pass_id)
     return summary
+
+
+def _run_stages(
+    connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
+    dry_run: bool, progress: Progress | None, build: bool, deliver: Deliver | None,
+    stop: Stop,
+) -> None:
+    if not _evaluate_all(connection, summary, policy, moment, dry_run, progress, build, stop):
+        summary.outcome = "interrupted"
+        return
+    if dry_run and deliver is not None:
+        summary.delivery.update({f"would_{what}": n for what, n in
+                                 plan_due(connection, policy, moment).items()})
+    elif deliver is not None:
+        _deliver(summary, deliver, moment)
+    if requested(stop):  # the drain returned early: messages left for the next drain
+        summary.outcome = "interrupted"
+
+
+def _failed_pass(
+    engine: Engine, connection: Connection, summary: PassSummary, error: Exception,
+    finished: datetime,
+) -> PassFailed:
+    """Close the pass `failed` with its error, from a fresh connection (the pass's own
+    may be the one that broke); say whether that could be written."""
+    reason = describe(error)
+    summary.outcome = "failed"
+    with contextlib.suppress(Exception):
+        connection.rollback()  # SQLite: give back the write lock a failed read may hold
+    pass_id = summary.pass_id or 0
+    try:
+        with engine.begin() as fresh:
+            close_pass(fresh, pass_id, "failed", finished, counts=summary.counts(),
+                       errors=summary.errors, error=reason)
+    except Exception as second:
+        log.warning("pass_failed", pass_id=pass_id, error=reason, closed=False,
+                    close_error=describe(second))
+        return PassFailed(pass_id, reason, closed=False)
+    log.warning("pass_failed", pass_id=pass_id, error=reason, closed=True)
+    return PassFailed(pass_id, reason, closed=True)
 
 
 def _deliver(summary: PassSummary, deliver: Deliver, moment: datetime) -> None:
@@ -141,8 +232,9 @@ def _deliver(summary: PassSummary, deliver: Deliver, moment: datetime) -> None:
 
 def _evaluate_all(
     connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
-    dry_run: bool, progress: Progress | None, build: bool,
-) -> None:
+    dry_run: bool, progress: Progress | None, build: bool, stop: Stop,
+) -> bool:
+    """Every stage, chunk by chunk; False when a stop request ended it early."""
     resellers = load_resellers(connection)
     stages: Sequence[tuple[str, Any, Callable[..., None]]] = (
         ("subscriptions", SUBSCRIPTIONS, _subscriptions),
@@ -154,16 +246,21 @@ def _evaluate_all(
         if not dry_run:
             connection.commit()
         for done, chunk in enumerate(_chunks(ids), start=1):
+            if requested(stop):
+                return False
             batch = Batch(summary.pass_id or 0, moment)
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
                 _write(connection, batch, summary, build)
             if progress is not None:
                 progress(name, min(done * CHUNK, len(ids)), len(ids))
+    if requested(stop):
+        return False
     with _transaction(connection, dry_run):
         batch = Batch(summary.pass_id or 0, moment)
         _digests(connection, batch, summary, resellers, policy)
         _write(connection, batch, summary, build)
+    return True
 
 
 def _write(connection: Connection, batch: Batch, summary: PassSummary, build: bool) -> None:
@@ -268,25 +365,24 @@ def _digests(
 
 
 def _open_pass(
-    connection: Connection, moment: datetime, started_at: datetime, dry_run: bool, trigger: str
+    connection: Connection, policy: Policy, moment: datetime, started_at: datetime,
+    dry_run: bool, watched: bool, trigger: str, runner: Runner,
 ) -> int:
+    """Open the pass's row; a real pass first marks the dead passes of others (a
+    forecast's private copy leaves them to the real passes)."""
     with _transaction(connection, dry_run):
-        result = connection.execute(
-            insert(PASSES).values(started_at=started_at, as_of=moment, dry_run=dry_run,
-                                  trigger=trigger, outcome="running", counts={}, errors=[])
-            .returning(PASSES.c.id)
-        )
-        return int(result.scalar_one())
+        if watched:
+            mark_abandoned(connection, started_at, runner,
+                           timedelta(minutes=policy.schedule.abandon_after_minutes))
+        return open_pass(connection, moment, started_at, dry_run=dry_run, trigger=trigger,
+                         runner=runner)
 
 
 def _close_pass(
     connection: Connection, summary: PassSummary, dry_run: bool, finished: datetime
 ) -> None:
-    outcome = "partial" if summary.errors else "done"
+    if summary.outcome == "running":
+        summary.outcome = "partial" if summary.errors else "done"
     with _transaction(connection, dry_run):
-        connection.execute(
-            update(PASSES).where(PASSES.c.id == summary.pass_id).values(
-                outcome=outcome, counts=summary.counts(), errors=summary.errors[:1000],
-                finished_at=finished,
-            )
-        )
+        close_pass(connection, summary.pass_id or 0, summary.outcome, finished,
+                   counts=summary.counts(), errors=summary.errors)

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from worker.errors import ConfigError
 from worker.resources import resource_dir
@@ -123,9 +131,22 @@ class SchedulePolicy(_Section):
     pass_every_minutes: PositiveDays = 15
     deliver_every_minutes: PositiveDays = 1
     forecast_pass_at: time = time(12, 0)
+    heartbeat_seconds: PositiveDays = 30
+    abandon_after_minutes: PositiveDays = 10
 
     _zone = field_validator("timezone")(_check_zone)
     _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit(self) -> SchedulePolicy:
+        if self.abandon_after_minutes * 60 < 3 * self.heartbeat_seconds:
+            raise ValueError("abandon_after_minutes must cover at least three heartbeats "
+                             "(heartbeat_seconds)")
+        return self
+
+
+class ShutdownPolicy(_Section):
+    within_seconds: PositiveDays = 25
 
 
 class DeliveryPolicy(_Section):
@@ -160,6 +181,7 @@ class Policy(_Section):
     digest: DigestPolicy = DigestPolicy()
     send_window: SendWindowPolicy = SendWindowPolicy()
     schedule: SchedulePolicy = SchedulePolicy()
+    shutdown: ShutdownPolicy = ShutdownPolicy()
     delivery: DeliveryPolicy = DeliveryPolicy()
     sender: SenderPolicy = SenderPolicy()
 

@@ -18,7 +18,7 @@ SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
 class Settings(BaseModel):
-    """What the environment says: DATABASE_URL, SMTP_URL, HEALTH_PORT, WORKER_CONFIG."""
+    """What the environment says: DATABASE_URL, SMTP_URL, HEALTH_HOST/PORT, WORKER_CONFIG."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -27,6 +27,7 @@ class Settings(BaseModel):
     smtp_username: str | None = None
     smtp_password: str | None = None
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
     worker_config: Path | None = None
     mail_dir: Path = Path("var/mail")
 
@@ -52,6 +53,13 @@ class Settings(BaseModel):
         except ValueError:
             raise ValueError("bad port") from None
         return value
+
+    @field_validator("health_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip() or any(ch.isspace() or ch in "/[]" for ch in value.strip()):
+            raise ValueError(f"not an address or host name: {value!r}")
+        return value.strip()
 
     @field_validator("health_port")
     @classmethod
@@ -82,6 +90,7 @@ _ENV_KEYS = {
     "SMTP_USERNAME": "smtp_username",
     "SMTP_PASSWORD": "smtp_password",
     "HEALTH_PORT": "health_port",
+    "HEALTH_HOST": "health_host",
     "WORKER_CONFIG": "worker_config",
     "WORKER_MAIL_DIR": "mail_dir",
 }

@@ -75,7 +75,8 @@ def forecast_csv(days: list[dict[str, Any]]) -> str:
 def render_dashboard(board: dict[str, dict[str, int]]) -> str:
     titles = {"subscriptions": "Subscriptions per bucket",
               "customers": "Customers per payment standing",
-              "notifications": "Notices per delivery state"}
+              "notifications": "Notices per delivery state",
+              "passes": "Passes per outcome"}
     lines: list[str] = []
     for section, title in titles.items():
         counts = board.get(section, {})

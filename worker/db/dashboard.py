@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, select, union_all
 
-from worker.db.schema import CUSTOMERS, NOTIFICATIONS, SUBSCRIPTIONS
+from worker.db.schema import CUSTOMERS, NOTIFICATIONS, PASSES, SUBSCRIPTIONS
 from worker.rules.digest import GROUPS, Group
 
 
@@ -69,8 +69,9 @@ def digest_groups(
 
 
 def dashboard(connection: Connection) -> dict[str, Any]:
-    """Subscriptions per bucket, customers per standing, notices per delivery state."""
-    s, c, n = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c
+    """Subscriptions per bucket, customers per standing, notices per delivery state,
+    pass rows per outcome (`running`, `failed` and `abandoned` ones show up here)."""
+    s, c, n, p = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c, PASSES.c
     return {
         "subscriptions": dict(
             connection.execute(select(s.bucket, func.count()).group_by(s.bucket)).tuples().all()
@@ -81,4 +82,8 @@ def dashboard(connection: Connection) -> dict[str, Any]:
         "notifications": dict(
             connection.execute(select(n.status, func.count()).group_by(n.status)).tuples().all()
         ),
+        "passes": dict(connection.execute(
+            select(p.outcome, func.count())
+            .where(p.dry_run.is_(False), p.trigger != "forecast").group_by(p.outcome)
+        ).tuples().all()),
     }

@@ -156,9 +156,16 @@ class ResellerChangeCode(Base):
 
 
 class Pass(Base):
-    """One evaluation of every rule at one moment (`as_of`)."""
+    """One evaluation of every rule at one moment (`as_of`).
+
+    `outcome`: `running` while it runs, then `done`, `partial` (some records skipped),
+    `interrupted` (a stop request between chunks), `failed` (with its `error`) or
+    `abandoned` (its process died: a later pass saw it gone, or its heartbeat stale).
+    `host`, `pid` and `heartbeat_at` (migration 0005) say who runs it and that it lives.
+    """
 
     __tablename__ = "passes"
+    __table_args__ = (Index(None, "outcome"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     started_at: Mapped[datetime]
@@ -169,6 +176,10 @@ class Pass(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="running")
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     errors: Mapped[list[Any]] = mapped_column(default=list)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Import(Base):
