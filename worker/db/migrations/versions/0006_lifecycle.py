@@ -1,6 +1,6 @@
 """pass lifecycle: who runs a pass (host, pid), its heartbeat and its error
 
-Revision ID: 0005_lifecycle
+Revision ID: 0006_lifecycle
 Revises: 0004
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 import worker.db.types
 
-revision = "0005_lifecycle"
-down_revision = "0004"
+revision = "0006_lifecycle"
+down_revision = "0005_reimport"
 branch_labels = None
 depends_on = None
 
