@@ -1,7 +1,7 @@
 """pass lifecycle: who runs a pass (host, pid), its heartbeat and its error
 
 Revision ID: 0006_lifecycle
-Revises: 0004
+Revises: 0005_reimport
 """
 
 from __future__ import annotations
