@@ -28,6 +28,7 @@ from worker.settings import Settings, load_settings
 if TYPE_CHECKING:
     from worker.outbox import DeliveryCounts
     from worker.passes import Deliver
+    from worker.webhooks.push import PushCounts
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 log = structlog.get_logger("worker.cli")
@@ -162,8 +163,12 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     with terminal_progress() as progress:
         summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
                            progress=progress, deliver=_deliverer(engine, settings, policy))
+    pushed = None if args.dry_run else _pusher(engine, settings, policy)(moment)
     if args.json:
-        print(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+        document = summary.as_json()
+        if pushed is not None:
+            document["webhooks"] = pushed.as_dict()
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         from worker.summary import render_summary
 
@@ -176,6 +181,13 @@ def _deliverer(engine: Engine, settings: Settings, policy: Policy) -> Deliver:
     from worker.outbox import deliver_due
 
     return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now)
+
+
+def _pusher(engine: Engine, settings: Settings, policy: Policy) -> Callable[[datetime], PushCounts]:
+    """Pushes due events to the webhook endpoints (none configured: does nothing)."""
+    from worker.webhooks.push import push_due
+
+    return lambda moment: push_due(engine, settings, policy, moment, clock=utc_now)
 
 
 def _log_delivery(counts: DeliveryCounts) -> None:
@@ -200,7 +212,8 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     try:
         serve(policy, lambda: run_pass(engine, policy, utc_now(), trigger="schedule",
                                        clock=utc_now, deliver=deliver),
-              lambda: _log_delivery(deliver(utc_now())), utc_now)
+              lambda: _log_delivery(deliver(utc_now())), utc_now,
+              push_once=lambda: _pusher(engine, settings, policy)(utc_now()))
     finally:
         if endpoint is not None:
             endpoint.shutdown()

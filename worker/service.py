@@ -26,7 +26,7 @@ log = structlog.get_logger("worker.service")
 
 def serve(
     policy: Policy, run_once: Callable[[], object], deliver_once: Callable[[], object],
-    now: Callable[[], datetime],
+    now: Callable[[], datetime], push_once: Callable[[], object] | None = None,
 ) -> None:
     """Run `run_once` now and then every `schedule.pass_every_minutes`, and drain the outbox
     every `schedule.deliver_every_minutes` (retries and send windows open between passes),
@@ -44,6 +44,13 @@ def serve(
         IntervalTrigger(minutes=policy.schedule.deliver_every_minutes, timezone=zone),
         id="deliver", max_instances=1, coalesce=True, misfire_grace_time=60,
     )
+
+    if push_once is not None:  # webhooks: beside the mail drain, on the same rhythm
+        scheduler.add_job(
+            _guarded(push_once, "push_failed"),
+            IntervalTrigger(minutes=policy.schedule.deliver_every_minutes, timezone=zone),
+            id="push", max_instances=1, coalesce=True, misfire_grace_time=60,
+        )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("service_stopping", signal=signal.Signals(signum).name)

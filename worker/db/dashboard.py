@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, select, union_all
 
 from worker.db.schema import CUSTOMERS, NOTIFICATIONS, SUBSCRIPTIONS
 from worker.rules.digest import GROUPS, Group
+from worker.webhooks.store import webhook_status
 
 
 def _subscription_groups(today: date, recently: int) -> dict[str, ColumnElement[bool]]:
@@ -69,7 +70,9 @@ def digest_groups(
 
 
 def dashboard(connection: Connection) -> dict[str, Any]:
-    """Subscriptions per bucket, customers per standing, notices per delivery state."""
+    """Subscriptions per bucket, customers per standing, notices per delivery state,
+    webhook deliveries per state and each endpoint's state."""
+
     s, c, n = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c
     return {
         "subscriptions": dict(
@@ -81,4 +84,5 @@ def dashboard(connection: Connection) -> dict[str, Any]:
         "notifications": dict(
             connection.execute(select(n.status, func.count()).group_by(n.status)).tuples().all()
         ),
+        "webhooks": webhook_status(connection),
     }

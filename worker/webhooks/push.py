@@ -1,0 +1,258 @@
+"""The push drain: enqueue new events, claim due deliveries, POST them signed, record
+the answers. `push_due` is what `run --once` (after mail delivery) and `start` call.
+
+Time, as in `worker.outbox`: the pass moment `moment` judges which deliveries are due
+and when the next attempt is; the real time (`clock()`) goes into `webhook-timestamp`
+(receivers compare it with their own clock), `delivered_at` and the leases.
+
+HTTP: one `httpx.AsyncClient` per drain, so connections to an endpoint are reused; at
+most `concurrency` requests in flight; every request bounded by `timeout_seconds`. A 2xx
+delivers; a 410 disables the endpoint (the rest of its claimed rows are given back
+untried); anything else, a timeout or a refused connection waits for the next delay.
+Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
+crash can push at most that many events again, under the same webhook-id, which the
+receivers de-duplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+
+from worker.policy import Policy
+from worker.settings import Settings
+from worker.webhooks import store
+from worker.webhooks.config import Endpoint, configured_endpoints
+from worker.webhooks.schedule import Answer, RetrySchedule, Settlement, retry_schedule, settle
+from worker.webhooks.signing import event_body, headers
+
+log = structlog.get_logger("worker.webhooks")
+FLUSH = 50
+Clock = Callable[[], datetime]
+
+
+class StopSignal(Protocol):
+    """What a shutdown hands in (a `threading.Event` will do)."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class PushCounts:
+    """What one drain did, for the pass summary and the logs."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    gone: int = 0
+    disabled_endpoints: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int | list[str]]:
+        counts: dict[str, int | list[str]] = {
+            "enqueued": self.enqueued, "delivered": self.delivered,
+            "retrying": self.retrying, "dead": self.dead, "gone": self.gone}
+        found = {key: value for key, value in counts.items() if value}
+        if self.disabled_endpoints:
+            found["disabled_endpoints"] = list(self.disabled_endpoints)
+        return found
+
+    def add(self, settlement: Settlement) -> None:
+        setattr(self, settlement.status, getattr(self, settlement.status) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    concurrency: int = 8
+    timeout_seconds: float = 10.0
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes,
+               head: dict[str, str]) -> Answer:
+    """One POST; every failure becomes an Answer (never raised)."""
+    try:
+        response = await client.post(url, content=body, headers=head)
+    except httpx.TimeoutException as error:
+        return Answer(None, f"timeout ({type(error).__name__})")
+    except httpx.HTTPError as error:
+        return Answer(None, f"{type(error).__name__}: {error}"[:500])
+    reason = None if response.is_success else response.reason_phrase or None
+    return Answer(response.status_code, reason)
+
+
+class Pusher:
+    """Enqueues, claims, pushes and records until nothing is due at `moment`."""
+
+    def __init__(
+        self, engine: Engine, endpoints: Sequence[Endpoint], moment: datetime, *,
+        clock: Clock, schedule: RetrySchedule, limits: HttpLimits,
+        stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.engine, self.endpoints, self.moment = engine, tuple(endpoints), moment
+        self.by_name = {e.name: e for e in self.endpoints}
+        self.clock, self.schedule, self.limits = clock, schedule, limits
+        self.stop, self.transport = stop, transport
+        self.token = uuid.uuid4().hex
+        self.counts = PushCounts()
+        self.disabled: set[str] = set()
+        self._unwritten: list[Settlement] = []
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def run(self) -> PushCounts:
+        self._enqueue_new()
+        limits = httpx.Limits(max_connections=self.limits.concurrency,
+                              max_keepalive_connections=self.limits.concurrency)
+        heartbeat = asyncio.create_task(self._keep_lease())
+        try:
+            async with httpx.AsyncClient(timeout=self.limits.timeout_seconds, limits=limits,
+                                         transport=self.transport) as client:
+                while not self._stopping():
+                    batch = self._claim()
+                    if not batch:
+                        break
+                    await self._push_batch(client, batch)
+                    self._flush()
+        finally:
+            heartbeat.cancel()
+            self._flush()
+            with self.engine.begin() as connection:
+                store.release(connection, self.token)
+        if self.counts.as_dict():
+            log.info("webhooks_pushed", **self.counts.as_dict())
+        return self.counts
+
+    def _enqueue_new(self) -> None:
+        """Register the endpoints and give every committed event its delivery rows (the
+        safe horizon: see `worker.webhooks.store`)."""
+        horizon = store.safe_horizon(self.engine)
+        with self.engine.begin() as connection:
+            if horizon is None:  # known endpoints only; new ones wait for a horizon
+                log.info("webhooks_enqueue_postponed", reason="events table busy")
+                states = store.endpoint_states(connection, self.by_name)
+            else:
+                states = store.sync_endpoints(connection, self.endpoints, horizon,
+                                              self.clock())
+        self.disabled = {name for name, state in states.items() if not state.enabled}
+        while horizon is not None:
+            with self.engine.begin() as connection:
+                states = store.endpoint_states(connection, self.by_name)
+                if all(state.enqueued_through >= horizon for state in states.values()):
+                    break
+                self.counts.enqueued += store.enqueue(connection, self.endpoints, states,
+                                                      horizon, self.clock())
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.schedule.lease.total_seconds() / 3)
+            with self.engine.begin() as connection:
+                store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
+
+    def _claim(self) -> list[tuple[store.Claimed, store.EventRow]]:
+        enabled = [name for name in self.by_name if name not in self.disabled]
+        with self.engine.begin() as connection:
+            claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
+                                  self.schedule.lease, self.schedule.batch)
+            events = store.events_of(connection, (c.event_seq for c in claimed))
+        return [(c, events[c.event_seq]) for c in claimed]
+
+    async def _push_batch(self, client: httpx.AsyncClient,
+                          batch: list[tuple[store.Claimed, store.EventRow]]) -> None:
+        bodies = {event.seq: event_body(event.type, event.occurred_at, event.data)
+                  for _, event in batch}
+        queue = iter(batch)
+
+        async def worker() -> None:
+            for delivery, event in queue:
+                if self._stopping() or delivery.endpoint in self.disabled:
+                    continue  # left claimed: released untried at the end
+                endpoint = self.by_name[delivery.endpoint]
+                body = bodies[event.seq]
+                head = headers(endpoint.secrets, event.id, self.clock(), body)
+                answer = await post(client, endpoint.url, body, head)
+                self._settled(delivery, event, answer)
+
+        workers = max(1, min(self.limits.concurrency, len(batch)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    def _settled(self, delivery: store.Claimed, event: store.EventRow, answer: Answer) -> None:
+        settlement = settle(delivery.id, delivery.attempts, f"{event.id}:{delivery.endpoint}",
+                            answer, self.moment, self.clock(), self.schedule)
+        self.counts.add(settlement)
+        if settlement.status == "gone":
+            self._disable(delivery.endpoint, answer)
+        elif settlement.status != "delivered":
+            level = log.debug if settlement.status == "retrying" else log.warning
+            level(f"webhook_{settlement.status}", seq=event.seq, endpoint=delivery.endpoint,
+                  attempts=settlement.attempts, error=settlement.last_error)
+        self._unwritten.append(settlement)
+        if len(self._unwritten) >= FLUSH:
+            self._flush()
+
+    def _disable(self, name: str, answer: Answer) -> None:
+        if name in self.disabled:
+            return
+        self.disabled.add(name)
+        self.counts.disabled_endpoints.append(name)
+        reason = f"{answer.describe()} from {self.by_name[name].url}"
+        log.warning("webhook_endpoint_disabled", endpoint=name, reason=reason)
+        with self.engine.begin() as connection:
+            store.disable_endpoint(connection, name, self.clock(), reason)
+
+    def _flush(self) -> None:
+        if self._unwritten:
+            unwritten, self._unwritten = self._unwritten, []
+            with self.engine.begin() as connection:
+                store.write_settlements(connection, unwritten)
+
+
+def http_limits(policy: Policy) -> HttpLimits:
+    return HttpLimits(policy.webhooks.concurrency, policy.webhooks.timeout_seconds)
+
+
+def push_due(
+    engine: Engine, settings: Settings, policy: Policy, moment: datetime, *, clock: Clock,
+    stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+) -> PushCounts:
+    """Push every delivery due at the pass moment `moment` to the configured endpoints;
+    return the counts. Without endpoints (no WEBHOOK_URL, no [[webhooks.endpoints]]) it
+    does nothing: events are kept in the feed. Failed pushes are counted, not raised."""
+    endpoints = configured_endpoints(settings, policy)
+    if not endpoints:
+        return PushCounts()
+    pusher = Pusher(engine, endpoints, moment, clock=clock, schedule=retry_schedule(policy),
+                    limits=http_limits(policy), stop=stop, transport=transport)
+    return asyncio.run(pusher.run())
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """Which events to push again: sequence numbers, or those created in [start, end)."""
+
+    seqs: tuple[int, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def replay(engine: Engine, settings: Settings, policy: Policy, request: ReplayRequest,
+           now: datetime) -> store.Replayed:
+    """Queue the events of `request` again to every enabled endpoint (same webhook-id);
+    the next `push_due` pushes them. Endpoints are registered first, so a replay can be
+    the first thing a new endpoint receives."""
+    endpoints = configured_endpoints(settings, policy)
+    horizon = store.safe_horizon(engine) or 0
+    with engine.begin() as connection:
+        store.sync_endpoints(connection, endpoints, horizon, now)
+        seqs = list(request.seqs)
+        if request.start is not None and request.end is not None:
+            seqs += store.seqs_between(connection, request.start, request.end)
+        return store.requeue(connection, endpoints, seqs, now)
