@@ -22,11 +22,12 @@ from tests.webhooks_helpers import OLD_SECRET, SECRET, T0, add_event, settings_f
 from worker.db.dashboard import dashboard
 from worker.db.engine import make_engine
 from worker.db.schema import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from worker.errors import ConfigError
 from worker.policy import Policy
 from worker.settings import Settings
 from worker.summary import render_dashboard
 from worker.webhooks import store
-from worker.webhooks.push import PushCounts, ReplayRequest, push_due, replay
+from worker.webhooks.push import PushCounts, push_due, requeue_events
 
 
 def now() -> datetime:
@@ -194,17 +195,34 @@ def test_a_new_endpoint_starts_with_new_events_and_replay_pushes_history(
     assert {} == push(engine, settings, filtered, T0).as_dict()
     assert [] == receiver.ids()
     new_seq, new_id = add_event(engine, "reseller_change_code.status_changed")
-    assert 2 == push(engine, settings, filtered, T0).delivered  # default + codes
-    assert [new_id, new_id] == receiver.ids()
-    done = replay(engine, settings, filtered, ReplayRequest(seqs=(old_seq, new_seq, 999)),
-                  now())
-    assert (2, 3, (999,)) == (done.events, done.deliveries, done.missing)
+    assert {"enqueued": 2, "delivered": 2} == push(engine, settings, filtered, T0).as_dict()
+    assert [new_id, new_id] == receiver.ids()  # default and codes
+    queued = requeue_events(engine, settings, filtered, [old_seq, new_seq, 999], now())
+    assert (2, 3, (999,)) == (queued.events, queued.deliveries, queued.missing)
     assert 3 == push(engine, settings, filtered, T0).delivered
-    assert sorted([new_id, new_id, old_id, new_id, new_id]) == sorted(receiver.ids())
-    by_time = replay(engine, settings, filtered,
-                     ReplayRequest(start=T0 - timedelta(hours=1), end=T0 + timedelta(hours=1)),
-                     now())
-    assert (2, 3) == (by_time.events, by_time.deliveries)
+    assert sorted([new_id] * 4 + [old_id]) == sorted(receiver.ids())
+
+
+def test_events_replay_pushes_at_once_and_needs_an_endpoint(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """The seam of `events replay`: `worker.webhooks.replay(engine, rows, settings=…,
+    policy=…, now=…)` queues the rows' events again and pushes them."""
+    from worker.db.schema import EVENTS
+    from worker.webhooks import replay
+
+    settings = settings_for(receiver.url)
+    register(engine, settings, policy)
+    _, event_id = add_event(engine)
+    assert 1 == push(engine, settings, policy, T0).delivered
+    with engine.connect() as connection:
+        rows = list(connection.execute(select(EVENTS)))
+    outcome = replay(engine, rows, settings=settings, policy=policy, now=now())
+    assert [event_id, event_id] == receiver.ids()
+    assert "1 event(s) queued again to default (1 deliveries); pushed: delivered 1" == str(
+        outcome)
+    with pytest.raises(ConfigError, match="WEBHOOK_URL"):
+        replay(engine, rows, settings=Settings(), policy=policy, now=now())
 
 
 def test_dry_runs_and_missing_configuration_push_nothing(

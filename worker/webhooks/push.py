@@ -20,13 +20,14 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import httpx
 import structlog
 from sqlalchemy import Engine
 
+from worker.errors import ConfigError
 from worker.policy import Policy
 from worker.settings import Settings
 from worker.webhooks import store
@@ -235,24 +236,44 @@ def push_due(
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayRequest:
-    """Which events to push again: sequence numbers, or those created in [start, end)."""
+class ReplayOutcome:
+    """What `events replay` did: deliveries queued again, then what the push did."""
 
-    seqs: tuple[int, ...] = ()
-    start: datetime | None = None
-    end: datetime | None = None
+    queued: store.Replayed
+    pushed: PushCounts
+
+    def __str__(self) -> str:
+        names = ", ".join(self.queued.endpoints) or "no enabled endpoint"
+        pushed = ", ".join(f"{key} {value}" for key, value in self.pushed.as_dict().items()
+                           if key != "enqueued")
+        return (f"{self.queued.events} event(s) queued again to {names} "
+                f"({self.queued.deliveries} deliveries); pushed: {pushed or 'nothing'}")
 
 
-def replay(engine: Engine, settings: Settings, policy: Policy, request: ReplayRequest,
-           now: datetime) -> store.Replayed:
-    """Queue the events of `request` again to every enabled endpoint (same webhook-id);
-    the next `push_due` pushes them. Endpoints are registered first, so a replay can be
-    the first thing a new endpoint receives."""
+def requeue_events(engine: Engine, settings: Settings, policy: Policy, seqs: Sequence[int],
+                   now: datetime) -> store.Replayed:
+    """Queue events `seqs` again to every enabled endpoint (same webhook-id) whose type
+    filter takes them; the next push sends them. Endpoints are registered first, so a
+    replay can be how a new endpoint receives history."""
     endpoints = configured_endpoints(settings, policy)
-    horizon = store.safe_horizon(engine) or 0
+    horizon = store.safe_horizon(engine)
     with engine.begin() as connection:
-        store.sync_endpoints(connection, endpoints, horizon, now)
-        seqs = list(request.seqs)
-        if request.start is not None and request.end is not None:
-            seqs += store.seqs_between(connection, request.start, request.end)
+        if horizon is not None:
+            store.sync_endpoints(connection, endpoints, horizon, now)
         return store.requeue(connection, endpoints, seqs, now)
+
+
+def replay(engine: Engine, events: Sequence[Any], *, settings: Settings, policy: Policy,
+           now: datetime, clock: Clock | None = None) -> ReplayOutcome:
+    """`events replay`: push `events` (rows with a `seq`) again to every enabled endpoint
+    under their own webhook-ids, now. No endpoint configured: ConfigError (exit 2)."""
+    if not configured_endpoints(settings, policy):
+        raise ConfigError("WEBHOOK_URL", "no webhook endpoint is configured (set WEBHOOK_URL "
+                          "and WEBHOOK_SECRET, or [[webhooks.endpoints]]): nothing to replay to")
+    queued = requeue_events(engine, settings, policy, [int(e.seq) for e in events], now)
+    pushed = push_due(engine, settings, policy, now, clock=clock or wall_clock)
+    return ReplayOutcome(queued, pushed)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)

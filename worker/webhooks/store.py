@@ -147,8 +147,8 @@ def enqueue(connection: Connection, endpoints: Sequence[Endpoint],
             type_filter(endpoint.types))
         statement = _insert(connection)(WEBHOOK_DELIVERIES).from_select(
             ["event_seq", "endpoint", "status", "attempts", "created_at"], chosen,
-        ).on_conflict_do_nothing(index_elements=["event_seq", "endpoint"])
-        added += max(int(connection.execute(statement).rowcount or 0), 0)
+        ).on_conflict_do_nothing(index_elements=["event_seq", "endpoint"]).returning(D.id)
+        added += len(connection.execute(statement).all())  # psycopg's rowcount here is -1
     connection.execute(update(WEBHOOK_ENDPOINTS)
                        .where(P.name.in_([e.name for e in behind]),
                               P.enqueued_through < through)
@@ -283,18 +283,14 @@ def requeue(connection: Connection, endpoints: Sequence[Endpoint], seqs: Sequenc
     pairs = [(row.seq, e.name) for row in found for e in enabled if e.wants(row.type)]
     _insert_deliveries(connection, [{"event_seq": seq, "endpoint": name, "status": PENDING,
                                      "attempts": 0, "created_at": now} for seq, name in pairs])
-    for seq, name in pairs:  # rows that existed before: due again, from a clean slate
+    if pairs:  # rows that existed before: due again, from a clean slate
         connection.execute(
-            update(WEBHOOK_DELIVERIES).where(D.event_seq == seq, D.endpoint == name)
+            update(WEBHOOK_DELIVERIES)
+            .where(D.event_seq == bindparam("b_seq"), D.endpoint == bindparam("b_endpoint"))
             .values(status=PENDING, attempts=0, next_attempt_at=None, claim_token=None,
-                    claimed_until=None, last_error=None, last_status=None, delivered_at=None))
+                    claimed_until=None, last_error=None, last_status=None, delivered_at=None),
+            [{"b_seq": seq, "b_endpoint": name} for seq, name in pairs])
     return Replayed(len(found), len(pairs), tuple(e.name for e in enabled), missing)
-
-
-def seqs_between(connection: Connection, start: datetime, end: datetime) -> list[int]:
-    """The events created in [start, end), in order."""
-    return list(connection.scalars(select(E.seq).where(E.created_at >= start,
-                                                       E.created_at < end).order_by(E.seq)))
 
 
 # --- figures for `status` -------------------------------------------------------------
