@@ -302,3 +302,59 @@ def test_two_replicas_on_postgresql_never_push_one_event_twice(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_claim_takes_at_most_its_batch(engine: Engine, policy: Policy,
+                                         receiver: Receiver) -> None:
+    """On PostgreSQL a plain `IN (… FOR UPDATE SKIP LOCKED LIMIT n)` can claim every due
+    row; the claim holds to its batch on both backends."""
+    settings = settings_for(receiver.url)
+    register(engine, settings, policy)
+    for _ in range(12):
+        add_event(engine)
+    assert 12 == store_enqueue(engine, settings, policy)
+    with engine.begin() as connection:
+        first = store.claim(connection, ["default"], T0, now(), "a" * 32,
+                            timedelta(minutes=5), 5)
+        second = store.claim(connection, ["default"], T0, now(), "b" * 32,
+                             timedelta(minutes=5), 50)
+    assert (5, 7) == (len(first), len(second))
+    assert not {c.id for c in first} & {c.id for c in second}
+
+
+def store_enqueue(engine: Engine, settings: Settings, policy: Policy) -> int:
+    from worker.webhooks.config import configured_endpoints
+
+    endpoints = configured_endpoints(settings, policy)
+    horizon = store.safe_horizon(engine)
+    assert horizon is not None
+    with engine.begin() as connection:
+        states = store.sync_endpoints(connection, endpoints, horizon, now())
+        return store.enqueue(connection, endpoints, states, horizon, now())
+
+
+def test_a_stop_request_ends_the_drain_and_gives_the_rest_back(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """Shutdown: no new request after the stop; what was claimed and not tried is
+    released at once (not left to its lease) and pushed by the next drain."""
+    stop = threading.Event()
+
+    def first_stops(_request: Any) -> tuple[int, float]:
+        stop.set()
+        return 204, 0.0
+
+    receiver.answer = first_stops
+    serial = with_webhooks(policy, concurrency=1)
+    settings = settings_for(receiver.url)
+    register(engine, settings, serial)
+    for _ in range(5):
+        add_event(engine)
+    counts = push_due(engine, settings, serial, T0, clock=now, stop=stop)
+    assert 1 == counts.delivered
+    rows = deliveries(engine)
+    assert ["delivered"] + ["pending"] * 4 == [row.status for row in rows]
+    assert all(row.claim_token is None for row in rows)
+    receiver.answer = lambda _request: (204, 0.0)
+    assert 4 == push(engine, settings, serial, T0).delivered
+    assert 5 == len(set(receiver.ids()))
