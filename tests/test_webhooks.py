@@ -157,6 +157,14 @@ def test_410_gone_disables_the_endpoint_and_status_says_so(
     assert {"gone": 1, "pending": 3} == board["webhooks"]["deliveries"]
     assert "default" in render_dashboard(board)
     assert "disabled since" in render_dashboard(board)
+    with running_receiver() as moved:  # the portal's new address: enabled again
+        assert 3 == push(engine, settings_for(moved.url), serial, T0 + timedelta(days=1)
+                         ).delivered
+        assert 3 == len(moved.requests)
+    with engine.connect() as connection:
+        history = store.deliveries_of(connection, [row.event_seq for row in deliveries(engine)])
+    assert ["gone", "delivered", "delivered", "delivered"] == [
+        entry["status"] for entries in history.values() for entry in entries]
 
 
 def test_three_days_of_failures_make_the_delivery_dead(
