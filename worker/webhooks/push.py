@@ -9,6 +9,8 @@ HTTP: one `httpx.AsyncClient` per drain, so connections to an endpoint are reuse
 most `concurrency` requests in flight; every request bounded by `timeout_seconds`. A 2xx
 delivers; a 410 disables the endpoint (the rest of its claimed rows are given back
 untried); anything else, a timeout or a refused connection waits for the next delay.
+One claimer feeds the senders through a queue (see `Pusher._pump`); the database work
+runs in a thread, so responses keep arriving while a batch is claimed or written.
 Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
 crash can push at most that many events again, under the same webhook-id, which the
 receivers de-duplicate on.
@@ -38,6 +40,7 @@ from worker.webhooks.signing import event_body, headers
 log = structlog.get_logger("worker.webhooks")
 FLUSH = 50
 Clock = Callable[[], datetime]
+Item = tuple["store.Claimed", "store.EventRow", bytes]  # a claimed delivery, ready to send
 
 
 class StopSignal(Protocol):
@@ -110,27 +113,57 @@ class Pusher:
         return self.stop is not None and self.stop.is_set()
 
     async def run(self) -> PushCounts:
-        self._enqueue_new()
+        await asyncio.to_thread(self._enqueue_new)
         limits = httpx.Limits(max_connections=self.limits.concurrency,
                               max_keepalive_connections=self.limits.concurrency)
         heartbeat = asyncio.create_task(self._keep_lease())
         try:
             async with httpx.AsyncClient(timeout=self.limits.timeout_seconds, limits=limits,
                                          transport=self.transport) as client:
-                while not self._stopping():
-                    batch = self._claim()
-                    if not batch:
-                        break
-                    await self._push_batch(client, batch)
-                    self._flush()
+                await self._pump(client)
         finally:
             heartbeat.cancel()
-            self._flush()
+            self._write(self._take_unwritten())
             with self.engine.begin() as connection:
                 store.release(connection, self.token)
         if self.counts.as_dict():
             log.info("webhooks_pushed", **self.counts.as_dict())
         return self.counts
+
+    async def _pump(self, client: httpx.AsyncClient) -> None:
+        """One claimer feeds `concurrency` senders through a queue one batch deep: the
+        next batch is claimed (in a thread, as are the writes) while this one is sent,
+        so the connections never wait for the database."""
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.schedule.batch)
+        senders = [asyncio.create_task(self._sender(client, queue))
+                   for _ in range(self.limits.concurrency)]
+        try:
+            while not self._stopping():
+                batch = await asyncio.to_thread(self._claim)
+                if not batch:
+                    break
+                for item in batch:
+                    await queue.put(item)
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+        finally:
+            for sender in senders:
+                sender.cancel()
+
+    async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
+        while (item := await queue.get()) is not None:
+            delivery, event, body = item
+            if self._stopping() or delivery.endpoint in self.disabled:
+                continue  # left claimed: released untried at the end
+            endpoint = self.by_name[delivery.endpoint]
+            try:
+                head = headers(endpoint.secrets, event.id, self.clock(), body)
+                answer = await post(client, endpoint.url, body, head)
+            except Exception as error:  # a bug here must not lose the event: retry it
+                log.exception("webhook_push_failed", seq=event.seq, endpoint=endpoint.name)
+                answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
+            await self._settled(delivery, event, answer)
 
     def _enqueue_new(self) -> None:
         """Register the endpoints and give every committed event its delivery rows (the
@@ -158,62 +191,51 @@ class Pusher:
             with self.engine.begin() as connection:
                 store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
 
-    def _claim(self) -> list[tuple[store.Claimed, store.EventRow]]:
+    def _claim(self) -> list[Item]:
         enabled = [name for name in self.by_name if name not in self.disabled]
         with self.engine.begin() as connection:
             claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
                                   self.schedule.lease, self.schedule.batch)
             events = store.events_of(connection, (c.event_seq for c in claimed))
-        return [(c, events[c.event_seq]) for c in claimed]
+        bodies = {seq: event_body(e.type, e.occurred_at, e.data) for seq, e in events.items()}
+        return [(c, events[c.event_seq], bodies[c.event_seq]) for c in claimed]
 
-    async def _push_batch(self, client: httpx.AsyncClient,
-                          batch: list[tuple[store.Claimed, store.EventRow]]) -> None:
-        bodies = {event.seq: event_body(event.type, event.occurred_at, event.data)
-                  for _, event in batch}
-        queue = iter(batch)
-
-        async def worker() -> None:
-            for delivery, event in queue:
-                if self._stopping() or delivery.endpoint in self.disabled:
-                    continue  # left claimed: released untried at the end
-                endpoint = self.by_name[delivery.endpoint]
-                body = bodies[event.seq]
-                head = headers(endpoint.secrets, event.id, self.clock(), body)
-                answer = await post(client, endpoint.url, body, head)
-                self._settled(delivery, event, answer)
-
-        workers = max(1, min(self.limits.concurrency, len(batch)))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-
-    def _settled(self, delivery: store.Claimed, event: store.EventRow, answer: Answer) -> None:
+    async def _settled(self, delivery: store.Claimed, event: store.EventRow,
+                       answer: Answer) -> None:
         settlement = settle(delivery.id, delivery.attempts, f"{event.id}:{delivery.endpoint}",
                             answer, self.moment, self.clock(), self.schedule)
         self.counts.add(settlement)
         if settlement.status == "gone":
-            self._disable(delivery.endpoint, answer)
+            await self._disable(delivery.endpoint, answer)
         elif settlement.status != "delivered":
             level = log.debug if settlement.status == "retrying" else log.warning
             level(f"webhook_{settlement.status}", seq=event.seq, endpoint=delivery.endpoint,
                   attempts=settlement.attempts, error=settlement.last_error)
         self._unwritten.append(settlement)
         if len(self._unwritten) >= FLUSH:
-            self._flush()
+            await asyncio.to_thread(self._write, self._take_unwritten())
 
-    def _disable(self, name: str, answer: Answer) -> None:
+    async def _disable(self, name: str, answer: Answer) -> None:
         if name in self.disabled:
             return
         self.disabled.add(name)
         self.counts.disabled_endpoints.append(name)
         reason = f"{answer.describe()} from {self.by_name[name].url}"
         log.warning("webhook_endpoint_disabled", endpoint=name, reason=reason)
+        await asyncio.to_thread(self._write_disabled, name, reason)
+
+    def _write_disabled(self, name: str, reason: str) -> None:
         with self.engine.begin() as connection:
             store.disable_endpoint(connection, name, self.clock(), reason)
 
-    def _flush(self) -> None:
-        if self._unwritten:
-            unwritten, self._unwritten = self._unwritten, []
+    def _take_unwritten(self) -> list[Settlement]:
+        unwritten, self._unwritten = self._unwritten, []
+        return unwritten
+
+    def _write(self, settlements: list[Settlement]) -> None:
+        if settlements:
             with self.engine.begin() as connection:
-                store.write_settlements(connection, unwritten)
+                store.write_settlements(connection, settlements)
 
 
 def http_limits(policy: Policy) -> HttpLimits:
