@@ -366,3 +366,21 @@ def test_a_stop_request_ends_the_drain_and_gives_the_rest_back(
     receiver.answer = lambda _request: (204, 0.0)
     assert 4 == push(engine, settings, serial, T0).delivered
     assert 5 == len(set(receiver.ids()))
+
+
+def test_an_endpoint_that_keeps_timing_out_is_left_for_the_next_drain(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """Three timeouts in a row: the other deliveries to it wait, untried and unclaimed,
+    instead of holding the drain for a timeout each."""
+    receiver.answer = lambda _request: (204, 1.0)
+    slow = with_webhooks(policy, timeout_seconds=0.2, concurrency=1)
+    settings = settings_for(receiver.url)
+    register(engine, settings, slow)
+    for _ in range(8):
+        add_event(engine)
+    assert {"enqueued": 8, "retrying": 3} == push(engine, settings, slow, T0).as_dict()
+    rows = deliveries(engine)
+    assert ["retrying"] * 3 + ["pending"] * 5 == [row.status for row in rows]
+    assert [1, 1, 1, 0, 0, 0, 0, 0] == [row.attempts for row in rows]
+    assert all(row.claim_token is None for row in rows)

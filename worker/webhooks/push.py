@@ -8,7 +8,9 @@ and when the next attempt is; the real time (`clock()`) goes into `webhook-times
 HTTP: one `httpx.AsyncClient` per drain, so connections to an endpoint are reused; at
 most `concurrency` requests in flight; every request bounded by `timeout_seconds`. A 2xx
 delivers; a 410 disables the endpoint (the rest of its claimed rows are given back
-untried); anything else, a timeout or a refused connection waits for the next delay.
+untried); anything else, a timeout or a refused connection waits for the next delay. An
+endpoint that keeps timing out is left alone for the rest of the drain
+(`PAUSE_AFTER_TIMEOUTS`), so a drain never lasts minutes because one receiver hangs.
 One claimer feeds the senders through a queue (see `Pusher._pump`); the database work
 runs in a thread, so responses keep arriving while a batch is claimed or written.
 Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
@@ -39,6 +41,7 @@ from worker.webhooks.signing import event_body, headers
 
 log = structlog.get_logger("worker.webhooks")
 FLUSH = 50
+PAUSE_AFTER_TIMEOUTS = 3  # in a row, to one endpoint: the rest waits for the next drain
 Clock = Callable[[], datetime]
 Item = tuple["store.Claimed", "store.EventRow", bytes]  # a claimed delivery, ready to send
 
@@ -107,6 +110,8 @@ class Pusher:
         self.token = uuid.uuid4().hex
         self.counts = PushCounts()
         self.disabled: set[str] = set()
+        self.paused: set[str] = set()
+        self._timeouts: dict[str, int] = {}
         self._unwritten: list[Settlement] = []
 
     def _stopping(self) -> bool:
@@ -154,7 +159,7 @@ class Pusher:
     async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
         while (item := await queue.get()) is not None:
             delivery, event, body = item
-            if self._stopping() or delivery.endpoint in self.disabled:
+            if self._stopping() or delivery.endpoint in self.disabled | self.paused:
                 continue  # left claimed: released untried at the end
             endpoint = self.by_name[delivery.endpoint]
             try:
@@ -192,7 +197,7 @@ class Pusher:
                 store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
 
     def _claim(self) -> list[Item]:
-        enabled = [name for name in self.by_name if name not in self.disabled]
+        enabled = [name for name in self.by_name if name not in self.disabled | self.paused]
         with self.engine.begin() as connection:
             claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
                                   self.schedule.lease, self.schedule.batch)
@@ -205,6 +210,7 @@ class Pusher:
         settlement = settle(delivery.id, delivery.attempts, f"{event.id}:{delivery.endpoint}",
                             answer, self.moment, self.clock(), self.schedule)
         self.counts.add(settlement)
+        self._note_timeout(delivery.endpoint, answer)
         if settlement.status == "gone":
             await self._disable(delivery.endpoint, answer)
         elif settlement.status != "delivered":
@@ -214,6 +220,17 @@ class Pusher:
         self._unwritten.append(settlement)
         if len(self._unwritten) >= FLUSH:
             await asyncio.to_thread(self._write, self._take_unwritten())
+
+    def _note_timeout(self, name: str, answer: Answer) -> None:
+        """An endpoint that timed out `PAUSE_AFTER_TIMEOUTS` times in a row gets nothing
+        more in this drain: each attempt would hold a connection for the whole timeout,
+        and a `run --once` would last minutes. Its deliveries wait, untouched, for the
+        next drain."""
+        timed_out = answer.status_code is None and (answer.error or "").startswith("timeout")
+        self._timeouts[name] = self._timeouts.get(name, 0) + 1 if timed_out else 0
+        if self._timeouts[name] >= PAUSE_AFTER_TIMEOUTS and name not in self.paused:
+            self.paused.add(name)
+            log.info("webhook_endpoint_paused", endpoint=name, timeouts=self._timeouts[name])
 
     async def _disable(self, name: str, answer: Answer) -> None:
         if name in self.disabled:
