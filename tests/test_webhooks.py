@@ -145,6 +145,7 @@ def test_410_gone_disables_the_endpoint_and_status_says_so(
         add_event(engine)
     counts = push(engine, settings, serial, T0)
     assert (1, ["default"]) == (counts.gone, counts.disabled_endpoints)
+    assert "3 enqueued, 1 gone; disabled by 410: default" == str(counts)
     assert 1 == len(receiver.requests)
     add_event(engine)
     assert 0 == push(engine, settings, serial, T0 + timedelta(days=1)).delivered
@@ -227,7 +228,7 @@ def test_events_replay_pushes_at_once_and_needs_an_endpoint(
         rows = list(connection.execute(select(EVENTS)))
     outcome = replay(engine, rows, settings=settings, policy=policy, now=now())
     assert [event_id, event_id] == receiver.ids()
-    assert "1 event(s) queued again to default (1 deliveries); pushed: delivered 1" == str(
+    assert "1 event(s) queued again to default (1 deliveries); pushed: 1 delivered" == str(
         outcome)
     with pytest.raises(ConfigError, match="WEBHOOK_URL"):
         replay(engine, rows, settings=Settings(), policy=policy, now=now())

@@ -69,5 +69,10 @@ def test_run_once_pushes_after_mail_and_a_dry_run_pushes_nothing(tmp_path: Path)
         assert {"delivered": 1} == webhooks["deliveries"]
         assert [("default", receiver.url, "enabled")] == [
             (e["name"], e["url"], e["state"]) for e in webhooks["endpoints"]]
+        engine = make_engine(url)
+        add_event(engine)
+        engine.dispose()
+        text = run_cli("run", "--once", "--as-of", AS_OF, database_url=url, cwd=tmp_path, **env)
+        assert "  webhooks: 1 enqueued, 1 delivered" in text.stdout.splitlines()
         table = run_cli("status", database_url=url, cwd=tmp_path, **env).stdout
         assert "Webhook endpoints (1)" in table

@@ -173,6 +173,8 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
         from worker.summary import render_summary
 
         print(render_summary(summary))
+        if pushed is not None and pushed.as_dict():
+            print(f"  webhooks: {pushed}")
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 

@@ -75,6 +75,15 @@ class PushCounts:
     def add(self, settlement: Settlement) -> None:
         setattr(self, settlement.status, getattr(self, settlement.status) + 1)
 
+    def __str__(self) -> str:
+        """"2 enqueued, 1 delivered, 1 retrying; disabled by 410: crm"."""
+        counts = ", ".join(f"{value} {key}" for key, value in self.as_dict().items()
+                           if isinstance(value, int))
+        text = counts or "nothing due"
+        if self.disabled_endpoints:
+            text += f"; disabled by 410: {', '.join(self.disabled_endpoints)}"
+        return text
+
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
@@ -283,10 +292,8 @@ class ReplayOutcome:
 
     def __str__(self) -> str:
         names = ", ".join(self.queued.endpoints) or "no enabled endpoint"
-        pushed = ", ".join(f"{key} {value}" for key, value in self.pushed.as_dict().items()
-                           if key != "enqueued")
         return (f"{self.queued.events} event(s) queued again to {names} "
-                f"({self.queued.deliveries} deliveries); pushed: {pushed or 'nothing'}")
+                f"({self.queued.deliveries} deliveries); pushed: {self.pushed}")
 
 
 def requeue_events(engine: Engine, settings: Settings, policy: Policy, seqs: Sequence[int],
