@@ -162,10 +162,8 @@ def test_410_gone_disables_the_endpoint_and_status_says_so(
         assert 3 == push(engine, settings_for(moved.url), serial, T0 + timedelta(days=1)
                          ).delivered
         assert 3 == len(moved.requests)
-    with engine.connect() as connection:
-        history = store.deliveries_of(connection, [row.event_seq for row in deliveries(engine)])
     assert ["gone", "delivered", "delivered", "delivered"] == [
-        entry["status"] for entries in history.values() for entry in entries]
+        row.status for row in deliveries(engine)]
 
 
 def test_three_days_of_failures_make_the_delivery_dead(
@@ -230,7 +228,7 @@ def test_events_replay_pushes_at_once_and_needs_an_endpoint(
     assert [event_id, event_id] == receiver.ids()
     assert "1 event(s) queued again to default (1 deliveries); pushed: 1 delivered" == str(
         outcome)
-    with pytest.raises(ConfigError, match="WEBHOOK_URL"):
+    with pytest.raises(ConfigError, match=r"1 event\(s\) selected, nothing pushed"):
         replay(engine, rows, settings=Settings(), policy=policy, now=now())
 
 

@@ -315,7 +315,8 @@ def replay(engine: Engine, events: Sequence[Any], *, settings: Settings, policy:
     under their own webhook-ids, now. No endpoint configured: ConfigError (exit 2)."""
     if not configured_endpoints(settings, policy):
         raise ConfigError("WEBHOOK_URL", "no webhook endpoint is configured (set WEBHOOK_URL "
-                          "and WEBHOOK_SECRET, or [[webhooks.endpoints]]): nothing to replay to")
+                          "and WEBHOOK_SECRET, or [[webhooks.endpoints]]); "
+                          f"{len(events)} event(s) selected, nothing pushed")
     queued = requeue_events(engine, settings, policy, [int(e.seq) for e in events], now)
     pushed = push_due(engine, settings, policy, now, clock=clock or wall_clock)
     return ReplayOutcome(queued, pushed)

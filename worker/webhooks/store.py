@@ -293,23 +293,7 @@ def requeue(connection: Connection, endpoints: Sequence[Endpoint], seqs: Sequenc
     return Replayed(len(found), len(pairs), tuple(e.name for e in enabled), missing)
 
 
-# --- figures for `status` and `history` ------------------------------------------------
-
-
-def deliveries_of(connection: Connection, seqs: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
-    """Each event's deliveries (one per endpoint), for a record's history."""
-    found: dict[int, list[dict[str, Any]]] = {}
-    rows = connection.execute(
-        select(D.event_seq, D.endpoint, D.status, D.attempts, D.next_attempt_at,
-               D.last_status, D.last_error, D.delivered_at)
-        .where(D.event_seq.in_(sorted(set(seqs)))).order_by(D.event_seq, D.endpoint))
-    for row in rows:
-        found.setdefault(row.event_seq, []).append({
-            "endpoint": row.endpoint, "status": row.status, "attempts": row.attempts,
-            "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
-            "last_status": row.last_status, "last_error": row.last_error,
-            "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None})
-    return found
+# --- figures for `status` -------------------------------------------------------------
 
 
 def webhook_status(connection: Connection) -> dict[str, Any]:
