@@ -27,7 +27,7 @@ from worker.policy import Policy
 from worker.settings import Settings
 from worker.summary import render_dashboard
 from worker.webhooks import store
-from worker.webhooks.push import PushCounts, push_due, requeue_events
+from worker.webhooks.push import PushCounts, push_due, register_endpoints, requeue_events
 
 
 def now() -> datetime:
@@ -383,3 +383,17 @@ def test_an_endpoint_that_keeps_timing_out_is_left_for_the_next_drain(
     assert ["retrying"] * 3 + ["pending"] * 5 == [row.status for row in rows]
     assert [1, 1, 1, 0, 0, 0, 0, 0] == [row.attempts for row in rows]
     assert all(row.claim_token is None for row in rows)
+
+
+def test_a_command_registers_its_endpoints_before_it_writes_events(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """`import`, `run --once` and `start` register first: the events of the very first
+    run with WEBHOOK_URL set are pushed; those written before it are not."""
+    add_event(engine)
+    settings = settings_for(receiver.url)
+    register_endpoints(engine, settings, policy, now())
+    _, written_by_the_run = add_event(engine)
+    assert 1 == push(engine, settings, policy, T0).delivered
+    assert [written_by_the_run] == receiver.ids()
+    register_endpoints(engine, Settings(), policy, now())  # none configured: nothing to do

@@ -51,7 +51,7 @@ def test_run_once_pushes_after_mail_and_a_dry_run_pushes_nothing(tmp_path: Path)
         first = run_cli("run", "--once", "--as-of", AS_OF, "--json", database_url=url,
                         cwd=tmp_path, **env)
         assert 0 == first.code, first.stderr
-        assert {} == first.json()["webhooks"]  # the endpoint registered, nothing to push
+        assert {} == first.json()["webhooks"]  # the endpoint registered, nothing yet
         engine = make_engine(url)
         _, event_id = add_event(engine)
         engine.dispose()

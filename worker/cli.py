@@ -146,7 +146,10 @@ def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.importer import import_file
 
-    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run)
+    engine = _engine(settings)
+    if not args.dry_run:
+        _register_webhooks(engine, settings, policy)
+    report = import_file(engine, args.file, policy, dry_run=args.dry_run)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:
@@ -160,6 +163,8 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 
     moment = _moment(args.as_of) if args.as_of else utc_now()
     engine = _engine(settings)
+    if not args.dry_run:
+        _register_webhooks(engine, settings, policy)
     with terminal_progress() as progress:
         summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
                            progress=progress, deliver=_deliverer(engine, settings, policy))
@@ -192,6 +197,13 @@ def _pusher(engine: Engine, settings: Settings, policy: Policy) -> Callable[[dat
     return lambda moment: push_due(engine, settings, policy, moment, clock=utc_now)
 
 
+def _register_webhooks(engine: Engine, settings: Settings, policy: Policy) -> None:
+    """Endpoints take the events written from their first configured command on."""
+    from worker.webhooks.push import register_endpoints
+
+    register_endpoints(engine, settings, policy, utc_now())
+
+
 def _log_delivery(counts: DeliveryCounts) -> None:
     if counts.as_dict():
         log.info("delivery_finished", **counts.as_dict(), transport=counts.transport)
@@ -202,6 +214,7 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.service import serve
 
     engine = _engine(settings)
+    _register_webhooks(engine, settings, policy)
     deliver = _deliverer(engine, settings, policy)
     endpoint = None
     if settings.health_port is not None:

@@ -283,6 +283,18 @@ def push_due(
     return asyncio.run(pusher.run())
 
 
+def register_endpoints(engine: Engine, settings: Settings, policy: Policy,
+                       now: datetime) -> None:
+    """Record the configured endpoints before a command writes events (`import`,
+    `run --once`, `start`): an endpoint is responsible for every event written after it
+    first appears in the configuration, those of that very command included."""
+    endpoints = configured_endpoints(settings, policy)
+    horizon = store.safe_horizon(engine) if endpoints else None
+    if horizon is not None:  # else the push registers them
+        with engine.begin() as connection:
+            store.sync_endpoints(connection, endpoints, horizon, now)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayOutcome:
     """What `events replay` did: deliveries queued again, then what the push did."""
