@@ -30,6 +30,7 @@ from worker.settings import Settings, load_settings
 if TYPE_CHECKING:
     from worker.outbox import DeliveryCounts
     from worker.passes import Deliver
+    from worker.webhooks.push import PushCounts
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 log = structlog.get_logger("worker.cli")
@@ -154,7 +155,10 @@ def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.importer import import_file
 
-    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run,
+    engine = _engine(settings)
+    if not args.dry_run:
+        _register_webhooks(engine, settings, policy)
+    report = import_file(engine, args.file, policy, dry_run=args.dry_run,
                          started_at=utc_now())
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
@@ -174,16 +178,25 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     moment = _moment(args.as_of) if args.as_of else utc_now()
     engine = _engine(settings)
     stop = _stop_on_signals()
+    if not args.dry_run:
+        _register_webhooks(engine, settings, policy)
     with terminal_progress() as progress:
         summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
                            progress=progress, deliver=_deliverer(engine, settings, policy, stop),
                            stop=stop)
+    pushed = (None if args.dry_run or summary.interrupted
+              else _pusher(engine, settings, policy, stop)(moment))
     if args.json:
-        print(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+        document = summary.as_json()
+        if pushed is not None:
+            document["webhooks"] = pushed.as_dict()
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         from worker.summary import render_summary
 
         print(render_summary(summary))
+        if pushed is not None and pushed.as_dict():
+            print(f"  webhooks: {pushed}")
     if summary.interrupted:
         return EXIT_FAILED
     return EXIT_PARTIAL if summary.errors else EXIT_OK
@@ -215,6 +228,22 @@ def _deliverer(
                                       stop=stop)
 
 
+def _pusher(
+    engine: Engine, settings: Settings, policy: Policy, stop: threading.Event | None = None,
+) -> Callable[[datetime], PushCounts]:
+    """Pushes due events to the webhook endpoints (none configured: does nothing)."""
+    from worker.webhooks.push import push_due
+
+    return lambda moment: push_due(engine, settings, policy, moment, clock=utc_now, stop=stop)
+
+
+def _register_webhooks(engine: Engine, settings: Settings, policy: Policy) -> None:
+    """Endpoints take the events written from their first configured command on."""
+    from worker.webhooks.push import register_endpoints
+
+    register_endpoints(engine, settings, policy, utc_now())
+
+
 def _log_delivery(counts: DeliveryCounts) -> None:
     if counts.as_dict():
         log.info("delivery_finished", **counts.as_dict(), transport=counts.transport)
@@ -239,13 +268,19 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
                               f"{settings.health_host}:{settings.health_port}: "
                               f"{error.strerror or error}") from None
     ensure_schema(engine)  # once the endpoint is known to work: a wrong address writes nothing
+    _register_webhooks(engine, settings, policy)
 
     def one_pass(stop: threading.Event) -> object:
         return run_pass(engine, policy, utc_now(), trigger="schedule", clock=utc_now,
                         deliver=_deliverer(engine, settings, policy, stop), stop=stop)
 
     def one_drain(stop: threading.Event) -> None:
+        """Mail first, then the events for the portal: one drain job, one stop rule."""
         _log_delivery(_deliverer(engine, settings, policy, stop)(utc_now()))
+        if not stop.is_set():
+            pushed = _pusher(engine, settings, policy, stop)(utc_now())
+            if pushed.as_dict():
+                log.info("push_finished", **pushed.as_dict())
 
     def probe() -> None:
         with engine.connect() as connection:

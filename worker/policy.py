@@ -24,6 +24,7 @@ from pydantic import (
 
 from worker.errors import ConfigError
 from worker.resources import resource_dir
+from worker.webhooks.config import DEFAULT_ENDPOINT, check_secret, check_url
 
 Days = Annotated[StrictInt, Field(ge=0)]
 PositiveDays = Annotated[StrictInt, Field(gt=0)]
@@ -163,6 +164,61 @@ class DeliveryPolicy(_Section):
         return value
 
 
+THREE_DAYS_MINUTES = 3 * 24 * 60
+
+
+class WebhookEndpointPolicy(_Section):
+    """One `[[webhooks.endpoints]]` table: a receiver besides WEBHOOK_URL."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: str
+    secrets: tuple[str, ...]
+    types: tuple[Annotated[str, Field(min_length=1)], ...] = ("*",)
+
+    _url = field_validator("url")(check_url)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not 1 <= len(value) <= 2:
+            raise ValueError("one secret, or two during a rotation")
+        for secret in value:
+            check_secret(secret)
+        return value
+
+
+class WebhookPolicy(_Section):
+    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+        1, 5, 30, 120, 300, 600, 1200, 1440, 1440, 1440)
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    lease_minutes: PositiveDays = 5
+    batch: PositiveDays = 200
+    concurrency: PositiveDays = 8
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    endpoints: tuple[WebhookEndpointPolicy, ...] = ()
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _three_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if sum(value) < THREE_DAYS_MINUTES:
+            raise ValueError(f"the delays must span at least three days ({THREE_DAYS_MINUTES}"
+                             f" minutes), not {sum(value)}")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(
+        cls, value: tuple[WebhookEndpointPolicy, ...]
+    ) -> tuple[WebhookEndpointPolicy, ...]:
+        names = [endpoint.name for endpoint in value]
+        for name in names:
+            if name == DEFAULT_ENDPOINT:
+                raise ValueError(f"the name {DEFAULT_ENDPOINT!r} is WEBHOOK_URL's")
+            if names.count(name) > 1:
+                raise ValueError(f"the name {name!r} is used twice")
+        return value
+
+
 class SenderPolicy(_Section):
     default_locale: str = "en"
     default_timezone: str = "UTC"
@@ -183,6 +239,7 @@ class Policy(_Section):
     schedule: SchedulePolicy = SchedulePolicy()
     shutdown: ShutdownPolicy = ShutdownPolicy()
     delivery: DeliveryPolicy = DeliveryPolicy()
+    webhooks: WebhookPolicy = WebhookPolicy()
     sender: SenderPolicy = SenderPolicy()
 
 

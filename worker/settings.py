@@ -12,13 +12,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from worker.errors import ConfigError
+from worker.webhooks.config import check_secret, check_url
 
 DEFAULT_DATABASE_URL = "sqlite:///var/worker.db"
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
 class Settings(BaseModel):
-    """What the environment says: DATABASE_URL, SMTP_URL, HEALTH_HOST/PORT, WORKER_CONFIG."""
+    """What the environment says: DATABASE_URL, SMTP_URL, HEALTH_HOST/PORT, WORKER_CONFIG,
+    WEBHOOK_URL and WEBHOOK_SECRET."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -30,6 +32,8 @@ class Settings(BaseModel):
     health_host: str = "127.0.0.1"
     worker_config: Path | None = None
     mail_dir: Path = Path("var/mail")
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -60,6 +64,24 @@ class Settings(BaseModel):
         if not value.strip() or any(ch.isspace() or ch in "/[]" for ch in value.strip()):
             raise ValueError(f"not an address or host name: {value!r}")
         return value.strip()
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return check_url(value) if value else None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        """One secret, or two separated by a space while the portal rotates them."""
+        if not value or not value.strip():
+            return None
+        secrets = value.split()
+        if len(secrets) > 2:
+            raise ValueError("at most two secrets (the new and the old, during a rotation)")
+        for secret in secrets:
+            check_secret(secret)
+        return " ".join(secrets)
 
     @field_validator("health_port")
     @classmethod
@@ -93,6 +115,8 @@ _ENV_KEYS = {
     "HEALTH_HOST": "health_host",
     "WORKER_CONFIG": "worker_config",
     "WORKER_MAIL_DIR": "mail_dir",
+    "WEBHOOK_URL": "webhook_url",
+    "WEBHOOK_SECRET": "webhook_secret",
 }
 
 
@@ -100,10 +124,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Settings from an environment mapping; a wrong value raises ConfigError naming it."""
     values = {field: environ[name] for name, field in _ENV_KEYS.items() if environ.get(name)}
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
         field = str(first["loc"][0])
         env_name = next(name for name, key in _ENV_KEYS.items() if key == field)
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(env_name, message) from None
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError("WEBHOOK_SECRET", "required with WEBHOOK_URL (whsec_ followed by base64)")
+    return settings

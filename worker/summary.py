@@ -72,7 +72,7 @@ def forecast_csv(days: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def render_dashboard(board: dict[str, dict[str, int]]) -> str:
+def render_dashboard(board: dict[str, Any]) -> str:
     titles = {"subscriptions": "Subscriptions per bucket",
               "customers": "Customers per payment standing",
               "notifications": "Notices per delivery state",
@@ -82,4 +82,21 @@ def render_dashboard(board: dict[str, dict[str, int]]) -> str:
         counts = board.get(section, {})
         lines.append(f"{title} ({sum(counts.values())})")
         lines += [f"  {name:<20} {count:>8}" for name, count in sorted(counts.items())]
-    return "\n".join(lines)
+    return "\n".join(lines + _webhook_lines(board.get("webhooks")))
+
+
+def _webhook_lines(webhooks: dict[str, Any] | None) -> list[str]:
+    """Webhook deliveries per state, then one line per endpoint (disabled ones say why)."""
+    if not webhooks or not (webhooks["deliveries"] or webhooks["endpoints"]):
+        return []
+    counts = webhooks["deliveries"]
+    lines = [f"Webhook deliveries per state ({sum(counts.values())})"]
+    lines += [f"  {name:<20} {count:>8}" for name, count in sorted(counts.items())]
+    lines.append(f"Webhook endpoints ({len(webhooks['endpoints'])})")
+    for endpoint in webhooks["endpoints"]:
+        state = endpoint["state"]
+        if endpoint["disabled_at"]:
+            state += f" since {endpoint['disabled_at']} ({endpoint['disabled_reason']})"
+        lines.append(f"  {endpoint['name']:<20} {endpoint['url']}  {state}, "
+                     f"{endpoint['waiting']} waiting")
+    return lines

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, select, union_all
 
 from worker.db.schema import CUSTOMERS, NOTIFICATIONS, PASSES, SUBSCRIPTIONS
 from worker.rules.digest import GROUPS, Group
+from worker.webhooks.store import webhook_status
 
 
 def _subscription_groups(today: date, recently: int) -> dict[str, ColumnElement[bool]]:
@@ -70,7 +71,8 @@ def digest_groups(
 
 def dashboard(connection: Connection) -> dict[str, Any]:
     """Subscriptions per bucket, customers per standing, notices per delivery state,
-    pass rows per outcome (`running`, `failed` and `abandoned` ones show up here)."""
+    pass rows per outcome (`running`, `failed` and `abandoned` ones show up here),
+    webhook deliveries per state and each endpoint's state."""
     s, c, n, p = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c, PASSES.c
     return {
         "subscriptions": dict(
@@ -86,4 +88,5 @@ def dashboard(connection: Connection) -> dict[str, Any]:
             select(p.outcome, func.count())
             .where(p.dry_run.is_(False), p.trigger != "forecast").group_by(p.outcome)
         ).tuples().all()),
+        "webhooks": webhook_status(connection),
     }

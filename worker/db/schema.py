@@ -277,6 +277,52 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+Seq = BigInteger().with_variant(Integer, "sqlite")
+
+
+class WebhookEndpoint(Base):
+    """A receiver the worker has pushed to (migration 0007_webhooks, worker/webhooks/).
+
+    `first_seq` is the first event it is responsible for: an endpoint configured later
+    does not receive the history unless it is replayed. `enqueued_through`: every event
+    up to this seq has its delivery row. A 410 Gone disables it (`disabled_at`, `_reason`)
+    until its URL changes."""
+
+    __tablename__ = "webhook_endpoints"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    first_seq: Mapped[int] = mapped_column(Seq)
+    enqueued_through: Mapped[int] = mapped_column(Seq)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: its attempts, the lease of the process pushing it, and
+    the last answer. The unique key makes "one row per (event, endpoint)" a fact."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_seq", "endpoint"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Seq, primary_key=True, autoincrement=True)
+    event_seq: Mapped[int] = mapped_column(Seq, ForeignKey("events.seq"))
+    endpoint: Mapped[str] = mapped_column(String(64), ForeignKey("webhook_endpoints.name"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
 metadata = Base.metadata
 
 RESELLERS = metadata.tables["resellers"]
@@ -289,3 +335,5 @@ IMPORTS = metadata.tables["imports"]
 TRANSITIONS = metadata.tables["transitions"]
 NOTIFICATIONS = metadata.tables["notifications"]
 EVENTS = metadata.tables["events"]
+WEBHOOK_ENDPOINTS = metadata.tables["webhook_endpoints"]
+WEBHOOK_DELIVERIES = metadata.tables["webhook_deliveries"]

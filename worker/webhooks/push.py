@@ -1,0 +1,338 @@
+"""The push drain: enqueue new events, claim due deliveries, POST them signed, record
+the answers. `push_due` is what `run --once` (after mail delivery) and `start` call.
+
+Time, as in `worker.outbox`: the pass moment `moment` judges which deliveries are due
+and when the next attempt is; the real time (`clock()`) goes into `webhook-timestamp`
+(receivers compare it with their own clock), `delivered_at` and the leases.
+
+HTTP: one `httpx.AsyncClient` per drain, so connections to an endpoint are reused; at
+most `concurrency` requests in flight; every request bounded by `timeout_seconds`. A 2xx
+delivers; a 410 disables the endpoint (the rest of its claimed rows are given back
+untried); anything else, a timeout or a refused connection waits for the next delay. An
+endpoint that keeps timing out is left alone for the rest of the drain
+(`PAUSE_AFTER_TIMEOUTS`), so a drain never lasts minutes because one receiver hangs.
+One claimer feeds the senders through a queue (see `Pusher._pump`); the database work
+runs in a thread, so responses keep arriving while a batch is claimed or written.
+Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
+crash can push at most that many events again, under the same webhook-id, which the
+receivers de-duplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+
+from worker.errors import ConfigError
+from worker.policy import Policy
+from worker.settings import Settings
+from worker.webhooks import store
+from worker.webhooks.config import Endpoint, configured_endpoints
+from worker.webhooks.schedule import Answer, RetrySchedule, Settlement, retry_schedule, settle
+from worker.webhooks.signing import event_body, headers
+
+log = structlog.get_logger("worker.webhooks")
+FLUSH = 50
+PAUSE_AFTER_TIMEOUTS = 3  # in a row, to one endpoint: the rest waits for the next drain
+Clock = Callable[[], datetime]
+Item = tuple["store.Claimed", "store.EventRow", bytes]  # a claimed delivery, ready to send
+
+
+class StopSignal(Protocol):
+    """What a shutdown hands in (a `threading.Event` will do)."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class PushCounts:
+    """What one drain did, for the pass summary and the logs."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    gone: int = 0
+    disabled_endpoints: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int | list[str]]:
+        counts: dict[str, int | list[str]] = {
+            "enqueued": self.enqueued, "delivered": self.delivered,
+            "retrying": self.retrying, "dead": self.dead, "gone": self.gone}
+        found = {key: value for key, value in counts.items() if value}
+        if self.disabled_endpoints:
+            found["disabled_endpoints"] = list(self.disabled_endpoints)
+        return found
+
+    def add(self, settlement: Settlement) -> None:
+        setattr(self, settlement.status, getattr(self, settlement.status) + 1)
+
+    def __str__(self) -> str:
+        """"2 enqueued, 1 delivered, 1 retrying; disabled by 410: crm"."""
+        counts = ", ".join(f"{value} {key}" for key, value in self.as_dict().items()
+                           if isinstance(value, int))
+        text = counts or "nothing due"
+        if self.disabled_endpoints:
+            text += f"; disabled by 410: {', '.join(self.disabled_endpoints)}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    concurrency: int = 8
+    timeout_seconds: float = 10.0
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes,
+               head: dict[str, str]) -> Answer:
+    """One POST; every failure becomes an Answer (never raised)."""
+    try:
+        response = await client.post(url, content=body, headers=head)
+    except httpx.TimeoutException as error:
+        return Answer(None, f"timeout ({type(error).__name__})")
+    except httpx.HTTPError as error:
+        return Answer(None, f"{type(error).__name__}: {error}"[:500])
+    reason = None if response.is_success else response.reason_phrase or None
+    return Answer(response.status_code, reason)
+
+
+class Pusher:
+    """Enqueues, claims, pushes and records until nothing is due at `moment`."""
+
+    def __init__(
+        self, engine: Engine, endpoints: Sequence[Endpoint], moment: datetime, *,
+        clock: Clock, schedule: RetrySchedule, limits: HttpLimits,
+        stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.engine, self.endpoints, self.moment = engine, tuple(endpoints), moment
+        self.by_name = {e.name: e for e in self.endpoints}
+        self.clock, self.schedule, self.limits = clock, schedule, limits
+        self.stop, self.transport = stop, transport
+        self.token = uuid.uuid4().hex
+        self.counts = PushCounts()
+        self.disabled: set[str] = set()
+        self.paused: set[str] = set()
+        self._timeouts: dict[str, int] = {}
+        self._unwritten: list[Settlement] = []
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def run(self) -> PushCounts:
+        await asyncio.to_thread(self._enqueue_new)
+        limits = httpx.Limits(max_connections=self.limits.concurrency,
+                              max_keepalive_connections=self.limits.concurrency)
+        heartbeat = asyncio.create_task(self._keep_lease())
+        try:
+            async with httpx.AsyncClient(timeout=self.limits.timeout_seconds, limits=limits,
+                                         transport=self.transport) as client:
+                await self._pump(client)
+        finally:
+            heartbeat.cancel()
+            self._write(self._take_unwritten())
+            with self.engine.begin() as connection:
+                store.release(connection, self.token)
+        if self.counts.as_dict():
+            log.info("webhooks_pushed", **self.counts.as_dict())
+        return self.counts
+
+    async def _pump(self, client: httpx.AsyncClient) -> None:
+        """One claimer feeds `concurrency` senders through a queue one batch deep: the
+        next batch is claimed (in a thread, as are the writes) while this one is sent,
+        so the connections never wait for the database."""
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.schedule.batch)
+        senders = [asyncio.create_task(self._sender(client, queue))
+                   for _ in range(self.limits.concurrency)]
+        try:
+            while not self._stopping():
+                batch = await asyncio.to_thread(self._claim)
+                if not batch:
+                    break
+                for item in batch:
+                    await queue.put(item)
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+        finally:
+            for sender in senders:
+                sender.cancel()
+
+    async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
+        while (item := await queue.get()) is not None:
+            delivery, event, body = item
+            if self._stopping() or delivery.endpoint in self.disabled | self.paused:
+                continue  # left claimed: released untried at the end
+            endpoint = self.by_name[delivery.endpoint]
+            try:
+                head = headers(endpoint.secrets, event.id, self.clock(), body)
+                answer = await post(client, endpoint.url, body, head)
+            except Exception as error:  # a bug here must not lose the event: retry it
+                log.exception("webhook_push_failed", seq=event.seq, endpoint=endpoint.name)
+                answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
+            await self._settled(delivery, event, answer)
+
+    def _enqueue_new(self) -> None:
+        """Register the endpoints and give every committed event its delivery rows (the
+        safe horizon: see `worker.webhooks.store`)."""
+        horizon = store.safe_horizon(self.engine)
+        with self.engine.begin() as connection:
+            if horizon is None:  # known endpoints only; new ones wait for a horizon
+                log.info("webhooks_enqueue_postponed", reason="events table busy")
+                states = store.endpoint_states(connection, self.by_name)
+            else:
+                states = store.sync_endpoints(connection, self.endpoints, horizon,
+                                              self.clock())
+        self.disabled = {name for name, state in states.items() if not state.enabled}
+        while horizon is not None:
+            with self.engine.begin() as connection:
+                states = store.endpoint_states(connection, self.by_name)
+                if all(state.enqueued_through >= horizon for state in states.values()):
+                    break
+                self.counts.enqueued += store.enqueue(connection, self.endpoints, states,
+                                                      horizon, self.clock())
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.schedule.lease.total_seconds() / 3)
+            with self.engine.begin() as connection:
+                store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
+
+    def _claim(self) -> list[Item]:
+        enabled = [name for name in self.by_name if name not in self.disabled | self.paused]
+        with self.engine.begin() as connection:
+            claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
+                                  self.schedule.lease, self.schedule.batch)
+            events = store.events_of(connection, (c.event_seq for c in claimed))
+        bodies = {seq: event_body(e.type, e.occurred_at, e.data) for seq, e in events.items()}
+        return [(c, events[c.event_seq], bodies[c.event_seq]) for c in claimed]
+
+    async def _settled(self, delivery: store.Claimed, event: store.EventRow,
+                       answer: Answer) -> None:
+        settlement = settle(delivery.id, delivery.attempts, f"{event.id}:{delivery.endpoint}",
+                            answer, self.moment, self.clock(), self.schedule)
+        self.counts.add(settlement)
+        self._note_timeout(delivery.endpoint, answer)
+        if settlement.status == "gone":
+            await self._disable(delivery.endpoint, answer)
+        elif settlement.status != "delivered":
+            level = log.debug if settlement.status == "retrying" else log.warning
+            level(f"webhook_{settlement.status}", seq=event.seq, endpoint=delivery.endpoint,
+                  attempts=settlement.attempts, error=settlement.last_error)
+        self._unwritten.append(settlement)
+        if len(self._unwritten) >= FLUSH:
+            await asyncio.to_thread(self._write, self._take_unwritten())
+
+    def _note_timeout(self, name: str, answer: Answer) -> None:
+        """An endpoint that timed out `PAUSE_AFTER_TIMEOUTS` times in a row gets nothing
+        more in this drain: each attempt would hold a connection for the whole timeout,
+        and a `run --once` would last minutes. Its deliveries wait, untouched, for the
+        next drain."""
+        timed_out = answer.status_code is None and (answer.error or "").startswith("timeout")
+        self._timeouts[name] = self._timeouts.get(name, 0) + 1 if timed_out else 0
+        if self._timeouts[name] >= PAUSE_AFTER_TIMEOUTS and name not in self.paused:
+            self.paused.add(name)
+            log.info("webhook_endpoint_paused", endpoint=name, timeouts=self._timeouts[name])
+
+    async def _disable(self, name: str, answer: Answer) -> None:
+        if name in self.disabled:
+            return
+        self.disabled.add(name)
+        self.counts.disabled_endpoints.append(name)
+        reason = f"{answer.describe()} from {self.by_name[name].url}"
+        log.warning("webhook_endpoint_disabled", endpoint=name, reason=reason)
+        await asyncio.to_thread(self._write_disabled, name, reason)
+
+    def _write_disabled(self, name: str, reason: str) -> None:
+        with self.engine.begin() as connection:
+            store.disable_endpoint(connection, name, self.clock(), reason)
+
+    def _take_unwritten(self) -> list[Settlement]:
+        unwritten, self._unwritten = self._unwritten, []
+        return unwritten
+
+    def _write(self, settlements: list[Settlement]) -> None:
+        if settlements:
+            with self.engine.begin() as connection:
+                store.write_settlements(connection, settlements)
+
+
+def http_limits(policy: Policy) -> HttpLimits:
+    return HttpLimits(policy.webhooks.concurrency, policy.webhooks.timeout_seconds)
+
+
+def push_due(
+    engine: Engine, settings: Settings, policy: Policy, moment: datetime, *, clock: Clock,
+    stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+) -> PushCounts:
+    """Push every delivery due at the pass moment `moment` to the configured endpoints;
+    return the counts. Without endpoints (no WEBHOOK_URL, no [[webhooks.endpoints]]) it
+    does nothing: events are kept in the feed. Failed pushes are counted, not raised."""
+    endpoints = configured_endpoints(settings, policy)
+    if not endpoints:
+        return PushCounts()
+    pusher = Pusher(engine, endpoints, moment, clock=clock, schedule=retry_schedule(policy),
+                    limits=http_limits(policy), stop=stop, transport=transport)
+    return asyncio.run(pusher.run())
+
+
+def register_endpoints(engine: Engine, settings: Settings, policy: Policy,
+                       now: datetime) -> None:
+    """Record the configured endpoints before a command writes events (`import`,
+    `run --once`, `start`): an endpoint is responsible for every event written after it
+    first appears in the configuration, those of that very command included."""
+    endpoints = configured_endpoints(settings, policy)
+    horizon = store.safe_horizon(engine) if endpoints else None
+    if horizon is not None:  # else the push registers them
+        with engine.begin() as connection:
+            store.sync_endpoints(connection, endpoints, horizon, now)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What `events replay` did: deliveries queued again, then what the push did."""
+
+    queued: store.Replayed
+    pushed: PushCounts
+
+    def __str__(self) -> str:
+        names = ", ".join(self.queued.endpoints) or "no enabled endpoint"
+        return (f"{self.queued.events} event(s) queued again to {names} "
+                f"({self.queued.deliveries} deliveries); pushed: {self.pushed}")
+
+
+def requeue_events(engine: Engine, settings: Settings, policy: Policy, seqs: Sequence[int],
+                   now: datetime) -> store.Replayed:
+    """Queue events `seqs` again to every enabled endpoint (same webhook-id) whose type
+    filter takes them; the next push sends them. Endpoints are registered first, so a
+    replay can be how a new endpoint receives history."""
+    endpoints = configured_endpoints(settings, policy)
+    horizon = store.safe_horizon(engine)
+    with engine.begin() as connection:
+        if horizon is not None:
+            store.sync_endpoints(connection, endpoints, horizon, now)
+        return store.requeue(connection, endpoints, seqs, now)
+
+
+def replay(engine: Engine, events: Sequence[Any], *, settings: Settings, policy: Policy,
+           now: datetime, clock: Clock | None = None) -> ReplayOutcome:
+    """`events replay`: push `events` (rows with a `seq`) again to every enabled endpoint
+    under their own webhook-ids, now. No endpoint configured: ConfigError (exit 2)."""
+    if not configured_endpoints(settings, policy):
+        raise ConfigError("WEBHOOK_URL", "no webhook endpoint is configured (set WEBHOOK_URL "
+                          "and WEBHOOK_SECRET, or [[webhooks.endpoints]]); "
+                          f"{len(events)} event(s) selected, nothing pushed")
+    queued = requeue_events(engine, settings, policy, [int(e.seq) for e in events], now)
+    pushed = push_due(engine, settings, policy, now, clock=clock or wall_clock)
+    return ReplayOutcome(queued, pushed)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
