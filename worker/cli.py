@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="load or update records from a JSON file")
     load.add_argument("file", type=Path)
     load.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    load.add_argument("--max-mb", type=float, default=16,
+                      help="refuse a larger file before reading it (default 16)")
 
     run = commands.add_parser("run", help="one full pass")
     run.add_argument("--once", action="store_true", required=True)
@@ -145,7 +147,8 @@ def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.importer import import_file
 
-    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run)
+    report = import_file(_engine(settings), args.file, policy, dry_run=args.dry_run,
+                         max_mb=args.max_mb)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:

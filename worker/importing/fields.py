@@ -27,6 +27,11 @@ _MOMENT = re.compile(
     r"(?P<offset>Z|[+-][0-9]{2}:?[0-9]{2})?"
 )
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
+# CLDR's two-letter regions that are no country of ISO 3166-1: exceptional reservations
+# (AC, CP, CQ, DG, EA, IC, TA), unions (EU, EZ, UN), outlying Oceania (QO), the
+# pseudo-locales (XA, XB) and "unknown region" (ZZ). Kosovo (XK) is kept: it is in use.
+_NOT_COUNTRIES = frozenset({"AC", "CP", "CQ", "DG", "EA", "IC", "TA", "EU", "EZ", "UN",
+                            "QO", "XA", "XB", "ZZ"})
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
@@ -162,7 +167,8 @@ def locale(value: Any) -> str:
 @lru_cache(maxsize=1)
 def _territories() -> frozenset[str]:
     codes = (str(code) for code in Locale("en").territories)
-    return frozenset(code for code in codes if _COUNTRY.fullmatch(code))
+    return frozenset(code for code in codes
+                     if _COUNTRY.fullmatch(code) and code not in _NOT_COUNTRIES)
 
 
 def country(value: Any) -> str:
