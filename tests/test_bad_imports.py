@@ -13,6 +13,7 @@ import codecs
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
-from tests.cli import command, run_cli
+from tests.cli import run_cli
 from tests.import_samples import (
     code,
     customer,
@@ -155,19 +156,30 @@ def write_portfolio(path: Path, megabytes: float, *, last: dict[str, Any]) -> in
     return count
 
 
-def run_measured(path: Path, url: str, cwd: Path) -> tuple[int, str, float]:
-    """Exit status, standard error and peak RSS (MB) of `renewal-worker import path`.
+# The command run as `python -m worker` (the console script's entry point), printing its
+# own peak RSS (VmHWM) last. Not `ru_maxrss` from wait4: Linux carries that across exec,
+# so the child would report the test process's size at the fork.
+_WITH_PEAK = """
+import atexit, runpy, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("peak-rss-kb", line.split()[1], file=sys.stderr)
+atexit.register(peak)
+sys.argv = ["renewal-worker", *sys.argv[1:]]
+runpy.run_module("worker", run_name="__main__")
+"""
 
-    `os.wait4` gives this one child's peak RSS (RUSAGE_CHILDREN would mix in every
-    child the test session ever waited for)."""
+
+def run_measured(path: Path, url: str, cwd: Path) -> tuple[int, str, float]:
+    """Exit status, standard error and peak RSS (MB) of `renewal-worker import path`."""
     environ = dict(os.environ, DATABASE_URL=url)
-    stderr_path = cwd / "stderr.txt"
-    with stderr_path.open("w") as stderr_file:
-        child = subprocess.Popen([*command(), "import", str(path)], env=environ, cwd=cwd,
-                                 stdout=subprocess.DEVNULL, stderr=stderr_file)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, stderr_path.read_text(), usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", _WITH_PEAK, "import", str(path)],
+                          env=environ, cwd=cwd, capture_output=True, text=True, timeout=120,
+                          check=False)
+    last = done.stderr.strip().splitlines()[-1].split()
+    assert last[0] == "peak-rss-kb", done.stderr
+    return done.returncode, done.stderr, int(last[1]) / 1024
 
 
 @pytest.fixture
