@@ -10,8 +10,10 @@ its own process with `--json` (and `--quick` when asked and understood), its rep
 passing through on standard error, and prints one JSON object (scripts/bench_report.py).
 The figures become one Markdown table (bench, figure, value, baseline, ratio, aim, met?)
 printed on standard output and written to var/bench/latest.md with the command, the
-machine and each script's duration. A script that fails or prints something else gets
-one row saying so; the run goes on and exits 1 at the end.
+machine and each script's duration. bench_pass and bench_memory share their prepared
+portfolios in var/bench/portfolios (kept: a second run skips building them). A script
+that fails or prints something else gets one row saying so; the run goes on and exits 1
+at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ OUTPUT = ROOT / "var" / "bench" / "latest.md"
 HELPERS = {"bench_all", "bench_common", "bench_report"}  # modules, not benchmarks
 FIRST = ("pass", "memory", "delivery", "kill", "webhooks", "replicas")  # table order
 TIMEOUT_SECONDS = 4 * 3600
+# The settled portfolios that bench_pass and bench_memory both build (up to 1M
+# subscriptions, minutes each) are kept here and reused, run after run.
+PORTFOLIOS = ROOT / "var" / "bench" / "portfolios"
+SHARING_PORTFOLIOS = {"pass", "memory"}
 _AIM = re.compile(r"\s*(<=|>=|<|>|==?)\s*(-?[0-9.]+)")
 
 
@@ -58,6 +64,8 @@ def discover() -> list[Path]:
 def command_for(script: Path, quick: bool) -> list[str]:
     """`--quick` only for a script that has it (a newer script may not)."""
     extra = ["--quick"] if quick and "--quick" in script.read_text(encoding="utf-8") else []
+    if script.stem.removeprefix("bench_") in SHARING_PORTFOLIOS:
+        extra += ["--workdir", str(PORTFOLIOS)]
     return [sys.executable, str(script), "--json", *extra]
 
 

@@ -169,6 +169,9 @@ def _read_records(section: str, items: list[Any], problems: Problems) -> list[In
     return records
 
 
+_LISTED = 3  # other places of a duplicate id named in its error; the rest are counted
+
+
 def first_by_id(records: list[Incoming], problems: Problems) -> dict[str, Incoming]:
     """Each id's first record; an id used again in the section is an error at the first."""
     groups: dict[str, list[Incoming]] = {}
@@ -177,6 +180,8 @@ def first_by_id(records: list[Incoming], problems: Problems) -> dict[str, Incomi
             groups.setdefault(record.id, []).append(record)
     for record_id, group in groups.items():
         if len(group) > 1:
-            also = ", ".join(other.where.path for other in group[1:])
+            also = ", ".join(other.where.path for other in group[1:1 + _LISTED])
+            if len(group) > 1 + _LISTED:
+                also += f" and {len(group) - 1 - _LISTED} more"
             problems.error(group[0].where.field("id"), f"duplicate id {record_id!r} (also {also})")
     return {record_id: group[0] for record_id, group in groups.items()}
