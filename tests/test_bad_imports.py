@@ -244,3 +244,15 @@ def test_sql_looking_strings_are_stored_verbatim(engine: Engine, policy: Policy)
     assert stored(engine, "customers", customer_id)["name"] == name
     assert stored(engine, "resellers", "r1")["name"] == "x\" OR \"1\"=\"1"
     assert stored(engine, "subscriptions", "s1")["product"] == "1; DELETE FROM subscriptions"
+
+
+def test_the_size_limit_is_the_operators_to_set(seeded_sqlite: tuple[str, Engine, dict[str, Any]],
+                                                tmp_path: Path) -> None:
+    """`--max-mb` moves the limit: a machine with more memory may take larger files."""
+    url, engine, before = seeded_sqlite
+    path = tmp_path / "portfolio.json"
+    path.write_text(json.dumps(full_document()), encoding="utf-8")
+    result = run_cli("import", str(path), "--max-mb", "0.001", database_url=url, cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert "  file: larger than the import limit of 0.001 MB" in result.stderr
+    assert dump(engine) == before

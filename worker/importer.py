@@ -32,7 +32,7 @@ def import_file(engine: Engine, path: Path, policy: Policy, *, dry_run: bool = F
     """Import the JSON file at `path`; an unreadable file is refused like an invalid one.
 
     All or nothing means every record is held in memory until the write commits: about
-    20 bytes of memory per byte of file (a valid 20 MB file peaked at 414 MB). A file
+    20 bytes of memory per byte of file (a valid 15.7 MB file peaked at 345 MB). A file
     above `max_mb` is refused before it is read, so an import's memory stays bounded
     whatever it is given (a 50 MB file, a device that never ends). Larger portfolios
     come in several files: an import upserts, so sections and batches can arrive apart.
