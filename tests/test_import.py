@@ -457,7 +457,7 @@ def test_unknown_fields_and_sections_are_refused_with_their_paths(engine: Engine
 
 def test_fields_the_worker_sets_are_ignored_with_a_warning(engine: Engine,
                                                            policy: Policy) -> None:
-    """Statuses are the worker's own: an export read back is not refused for them."""
+    """Statuses are the worker's own: a portal echoing them is told, not refused."""
     report = run(engine, policy, with_subscription(status="active", bucket="to_renew"))
     assert report.warnings == ("subscriptions[0].status: set by the worker, ignored",
                                "subscriptions[0].bucket: set by the worker, ignored")

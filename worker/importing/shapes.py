@@ -26,6 +26,7 @@ WORKER_DERIVED = frozenset({
     "status", "bucket", "payment_standing", "payment_episode", "payment_since",
     "late_notice_barred", "status_since", "next_check_at", "next_digest_at",
     "anchor_day", "first_term_extended", "renewal_spent_through", "pending_due_ad",
+    "current_term_months",
 })
 
 
@@ -86,9 +87,9 @@ def read_object(obj: dict[str, Any], shape: Shape, where: Where, problems: Probl
 
 
 def _unknown(key: str, shape: Shape, where: Where, problems: Problems) -> None:
-    """A field the worker derives is ignored (an export read back carries them); any
-    other unknown name is refused: on a re-import a misspelt field would otherwise
-    change nothing, silently."""
+    """A field the worker derives is ignored with a warning (a portal may echo what the
+    worker exported; it never sets it); any other unknown name is refused: on a
+    re-import a misspelt field would otherwise change nothing, silently."""
     if key in WORKER_DERIVED:
         problems.warn(where.field(key), "set by the worker, ignored")
         return
