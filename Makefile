@@ -5,7 +5,8 @@
 #   make demo    install, then run one pass on SQLite over a demo portfolio
 #   make test    install, then run the whole test suite (what CI runs)
 #   make lint    ruff + mypy
-#   make bench   scripts/bench_pass.py, when present
+#   make bench   every benchmark (scripts/bench_all.py): one table of ratios, also written
+#                to var/bench/latest.md; make bench BENCH_ARGS=--quick for a fast run
 #
 # Extra pytest arguments: make test PYTEST_ARGS='-k demo -x'
 # Demo date (default today, UTC): make demo DEMO_DATE=2027-03-01
@@ -16,6 +17,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_DATE ?=
+BENCH_ARGS ?=
 
 .PHONY: install test demo lint bench clean
 
@@ -42,8 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	@if [ -f scripts/bench_pass.py ]; then $(PY) scripts/bench_pass.py; \
-	else echo "scripts/bench_pass.py does not exist yet: nothing to run"; fi
+	$(PY) scripts/bench_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/demo

@@ -6,6 +6,7 @@
     python scripts/bench_delivery.py --postgres            # a throwaway PostgreSQL server
     python scripts/bench_delivery.py --database-url postgresql+psycopg://user@host/db
     python scripts/bench_delivery.py --build-at-claim      # also time building while sending
+    python scripts/bench_delivery.py --quick --json        # 2,000 notices, one JSON object
 
 A local aiosmtpd sink runs in a separate process (this machine's second core), counting
 what it accepts. In one run, against that sink:
@@ -51,6 +52,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, delete, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench_report
 
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import metadata
@@ -268,6 +271,19 @@ def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | Non
     print(f"  outbox / plain: {ratio:.2f} (aim >= {AIM}: {verdict})")
 
 
+def json_rows(plain: Timing, outbox: Timing, build_rate: float) -> list[bench_report.Row]:
+    """The same figures as `report`, for scripts/bench_all.py."""
+    return [
+        bench_report.row("plain aiosmtplib, pre-built bytes", plain.rate, "msg/s"),
+        bench_report.row("outbox drain", outbox.rate, "msg/s",
+            baseline=f"plain aiosmtplib: {plain.rate:.0f} msg/s",
+            ratio=outbox.rate / plain.rate, aim=f">= {AIM}"),
+        bench_report.row("building messages (render + MIME)", build_rate, "msg/s",
+            baseline=f"plain aiosmtplib: {plain.rate:.0f} msg/s",
+            ratio=build_rate / plain.rate),
+    ]
+
+
 @contextlib.contextmanager
 def database(args: argparse.Namespace) -> Iterator[str]:
     """The URL of an empty database: a SQLite file, a throwaway PostgreSQL, or given."""
@@ -292,8 +308,13 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="start a throwaway PostgreSQL server (tests/pg_server.py)")
     parser.add_argument("--build-at-claim", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="2,000 notices, one run")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object of figures on stdout (report on stderr)")
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.count, args.runs = min(args.count, 2000), 1
     if args.sink:
         run_sink()
         return
@@ -311,7 +332,13 @@ def main() -> None:
                 plain.append(bench.plain())
                 outbox.append(bench.outbox(built=True))
             extra = bench.outbox(built=False) if args.build_at_claim else None
-            report(best(plain), best(outbox), build_rate, extra, args, url)
+            if args.json:
+                with contextlib.redirect_stdout(sys.stderr):
+                    report(best(plain), best(outbox), build_rate, extra, args, url)
+                figures = json_rows(best(plain), best(outbox), build_rate)
+                bench_report.print_json("delivery", figures)
+            else:
+                report(best(plain), best(outbox), build_rate, extra, args, url)
         finally:
             sink.close()
             engine.dispose()

@@ -5,6 +5,7 @@
     python scripts/bench_pass.py --quick                  # SQLite, 10k and 100k
     python scripts/bench_pass.py --postgres               # a throwaway PostgreSQL server
     python scripts/bench_pass.py --database-url postgresql+psycopg://user@host/postgres
+    python scripts/bench_pass.py --json                   # one JSON object on stdout
 
 In one run it builds one settled portfolio per size (scripts/bench_common.py) with the
 same number of due records in each (`--due`), times `run_pass` at the bench moment on a
@@ -49,6 +50,7 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_common import Plan, bench_moment, build
+from bench_report import Row, print_json, row
 
 from worker.db.engine import make_engine
 from worker.db.schema import Customer, Subscription
@@ -432,6 +434,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the prepared SQLite "
                         "files here; default: a temporary directory removed at the end")
     parser.add_argument("--tmp", help="parent of the temporary directory")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object of figures on stdout (report on stderr)")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of one pass on the largest size")
     args = parser.parse_args(argv)
@@ -455,10 +459,33 @@ def main(argv: list[str] | None = None) -> int:
                                                       args.naive_runs)
         facts = machine_facts(backend)
         profile = profile_pass(backend, plans[-1], policy, 25) if args.profile else None
-    report(results, naive, args, facts)
+    if args.json:
+        report(results, naive, args, facts, emit=log)
+        print_json("pass", json_rows(results, naive, args.backend))
+    else:
+        report(results, naive, args, facts)
     if profile:
-        print("\n" + profile)
+        log("\n" + profile)
     return 0
+
+
+def json_rows(results: list[SizeResult], naive: tuple[float, int] | None,
+              backend: str) -> list[Row]:
+    """The same figures as `emit_ratios`, for scripts/bench_all.py."""
+    small, large = results[0], results[-1]
+    small_label = size_label(small.plan.subscriptions)
+    large_label = size_label(large.plan.subscriptions)
+    rows = [
+        row(f"{backend}: pass over {small_label}", small.best.seconds, "s"),
+        row(f"{backend}: pass over {large_label}", large.best.seconds, "s",
+            baseline=f"pass over {small_label}: {small.best.seconds:.3f} s",
+            ratio=large.best.seconds / small.best.seconds, aim=f"<= {SCALING_AIM}"),
+    ]
+    if naive is not None:
+        rows.append(row(f"{backend}: naive ORM loop over {large_label}", naive[0], "s",
+                        baseline=f"pass over {large_label}: {large.best.seconds:.3f} s",
+                        ratio=naive[0] / large.best.seconds, aim=f">= {NAIVE_AIM:g}"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -439,18 +439,31 @@ def test_timestamps_with_an_offset_are_stored_as_the_same_instant(engine: Engine
         2027, 1, 10, 9, 30, tzinfo=UTC)
 
 
-def test_unknown_fields_are_ignored_with_a_warning(engine: Engine, policy: Policy) -> None:
-    """A portal may send more than the worker reads; statuses are the worker's own."""
+def test_unknown_fields_and_sections_are_ignored_with_a_warning_naming_them(
+        engine: Engine, policy: Policy) -> None:
+    """A portal may carry fields of its own: they are ignored, each named in a warning, and
+    a likely misspelling says which field it may be (a typo is never silent)."""
     document = with_customer(colour="blue", admins=[
         {"name": "Paul", "email": "paul@dupont.example", "phone": "1"}]) | {
-        "subscriptions": [subscription(status="active")], "notes": []}
+        "subscriptions": [subscription(licence=3)], "notes": []}
     report = run(engine, policy, document)
-    assert report.warnings == (
-        "customers[0].admins[0].phone: unknown field, ignored",
-        "customers[0].colour: unknown field, ignored",
-        "subscriptions[0].status: set by the worker, ignored",
-        "notes: unknown section, ignored",
-    )
+    assert sorted(report.warnings) == sorted((
+        "notes: unknown section, ignored (known: resellers, customers, subscriptions, "
+        "purchase_authorizations, reseller_change_codes)",
+        "customers[0].admins[0].phone: unknown field, ignored (known: name, email)",
+        "customers[0].colour: unknown field, ignored (known: id, reseller_id, name, timezone, "
+        "segment, locale, country, managed_by, admins, account_state, invitation)",
+        "subscriptions[0].licence: unknown field, ignored (did you mean 'licences'?)",
+    ))
+    assert stored(engine, "subscriptions", "s1")["licences"] == subscription()["licences"]
+
+
+def test_fields_the_worker_sets_are_ignored_with_a_warning(engine: Engine,
+                                                           policy: Policy) -> None:
+    """Statuses are the worker's own: a portal echoing them is told, not refused."""
+    report = run(engine, policy, with_subscription(status="active", bucket="to_renew"))
+    assert report.warnings == ("subscriptions[0].status: set by the worker, ignored",
+                               "subscriptions[0].bucket: set by the worker, ignored")
     assert stored(engine, "subscriptions", "s1")["status"] == "pending_start"
 
 
@@ -475,7 +488,7 @@ def test_a_missing_file_is_refused_with_its_path(engine: Engine, policy: Policy,
 
 def test_the_report_reads_as_one_line(engine: Engine, policy: Policy) -> None:
     """The CLI prints the report as is; empty sections are left out."""
-    document = with_customer(colour="blue")
+    document = with_customer(status="active")
     assert str(run(engine, policy, document)) == (
         "resellers 1 created, 0 updated, 0 unchanged; "
         "customers 1 created, 0 updated, 0 unchanged (1 warning(s))")

@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                            "and what it would ignore, and why")
     load.add_argument("--json", action="store_true",
                       help="print the report (counts, changes, notes) as JSON on stdout")
+    load.add_argument("--max-mb", type=float, default=16,
+                      help="refuse a larger file before reading it (default 16)")
 
     run = commands.add_parser("run", help="one full pass")
     run.add_argument("--once", action="store_true", required=True)
@@ -159,7 +161,7 @@ def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     if not args.dry_run:
         _register_webhooks(engine, settings, policy)
     report = import_file(engine, args.file, policy, dry_run=args.dry_run,
-                         started_at=utc_now())
+                         started_at=utc_now(), max_mb=args.max_mb)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:

@@ -27,6 +27,13 @@ _MOMENT = re.compile(
     r"(?P<offset>Z|[+-][0-9]{2}:?[0-9]{2})?"
 )
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
+# CLDR's two-letter regions that are no country of ISO 3166-1: exceptional reservations
+# (AC, CP, CQ, DG, EA, IC, TA), unions (EU, EZ, UN), outlying Oceania (QO), the
+# pseudo-locales (XA, XB) and "unknown region" (ZZ). Kosovo (XK) is kept: it is in use.
+_NOT_COUNTRIES = frozenset({"AC", "CP", "CQ", "DG", "EA", "IC", "TA", "EU", "EZ", "UN",
+                            "QO", "XA", "XB", "ZZ"})
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class Invalid(Exception):
@@ -52,30 +59,70 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """A value quoted for a message: escaped (no control character reaches a terminal)
+    and cut short (a 50 MB string must not become a 50 MB error line)."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def key_shown(key: str) -> str:
+    """A key of the file as a path part: as is when it is a plain word, else quoted."""
+    return key if _PLAIN_KEY.fullmatch(key) else shown(key, 40)
+
+
 def string(value: Any, max_length: int) -> str:
+    """Text that every backend stores and every header and log line can carry.
+
+    Control characters (C0, DEL, C1: NUL is refused by PostgreSQL, CR and LF split a
+    header), the line and paragraph separators U+2028/U+2029 (Python's `splitlines`
+    breaks on them) and unpaired surrogates (`"\\ud800"` decodes but is not UTF-8) are
+    refused wherever they are.
+    """
     if not isinstance(value, str):
         raise Invalid(f"must be a string, not {json_type(value)}")
     if not value.strip():
         raise Invalid("must not be empty")
     if len(value) > max_length:
         raise Invalid(f"is too long ({len(value)} characters; at most {max_length})")
+    unsafe = _UNSAFE.search(value)
+    if unsafe is not None:
+        raise Invalid(_unsafe_message(unsafe.group(), unsafe.start()))
     return value
 
 
+def _unsafe_message(char: str, at: int) -> str:
+    if char in "\r\n":
+        return "must not contain a line break (CR or LF)"
+    if "\ud800" <= char <= "\udfff":
+        return f"must not contain an unpaired surrogate (U+{ord(char):04X} at {at})"
+    if char in "\u2028\u2029":
+        return f"must not contain a line separator (U+{ord(char):04X} at {at})"
+    return f"must not contain a control character (U+{ord(char):04X} at {at})"
+
+
 def identifier(value: Any) -> str:
-    return string(value, ID_MAX_LENGTH)
+    """An id: no whitespace at all, so that `" c1"` and `"c1"` cannot be two records."""
+    text = string(value, ID_MAX_LENGTH)
+    if any(char.isspace() for char in text):
+        raise Invalid(f"must not contain whitespace (got {text!r})")
+    return text
 
 
 def name(max_length: int) -> Converter:
-    """A name that may go into an email header: no CR or LF."""
+    """A name that may go into an email header: no line break, no encoded word (`=?`)."""
 
     def convert(value: Any) -> str:
-        text = string(value, max_length)
-        if "\r" in text or "\n" in text:
-            raise Invalid("must not contain a line break (CR or LF)")
-        return text
+        return _no_encoded_word(string(value, max_length))
 
     return convert
+
+
+def _no_encoded_word(text: str) -> str:
+    """`=?UTF-8?Q?=0A?=` decodes to a line break in some mail readers and in Python's
+    own header parser (CVE-2024-6923): refused in anything that reaches a header."""
+    if "=?" in text:
+        raise Invalid(f"must not contain an encoded word ('=?'; got {text!r})")
+    return text
 
 
 @lru_cache(maxsize=65_536)
@@ -84,7 +131,7 @@ def _normalised_email(text: str) -> str:
 
 
 def email(value: Any) -> str:
-    text = string(value, 320)
+    text = _no_encoded_word(string(value, 320))
     try:
         return _normalised_email(text)
     except EmailNotValidError as error:
@@ -120,7 +167,8 @@ def locale(value: Any) -> str:
 @lru_cache(maxsize=1)
 def _territories() -> frozenset[str]:
     codes = (str(code) for code in Locale("en").territories)
-    return frozenset(code for code in codes if _COUNTRY.fullmatch(code))
+    return frozenset(code for code in codes
+                     if _COUNTRY.fullmatch(code) and code not in _NOT_COUNTRIES)
 
 
 def country(value: Any) -> str:
@@ -136,7 +184,7 @@ def one_of(words: Collection[str]) -> Converter:
         if not isinstance(value, str):
             raise Invalid(f"must be a string, not {json_type(value)}")
         if value not in words:
-            raise Invalid(f"must be one of {', '.join(words)} (got {value!r})")
+            raise Invalid(f"must be one of {', '.join(words)} (got {shown(value)})")
         return value
 
     return convert
@@ -166,7 +214,7 @@ def day(value: Any) -> date:
     if not isinstance(value, str):
         raise Invalid(f'must be a date as a "YYYY-MM-DD" string, not {json_type(value)}')
     if not _DATE.fullmatch(value):
-        raise Invalid(f'must be a date written "YYYY-MM-DD" (got {value!r})')
+        raise Invalid(f'must be a date written "YYYY-MM-DD" (got {shown(value)})')
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -179,7 +227,8 @@ def moment(value: Any) -> datetime:
         raise Invalid(f"must be an ISO 8601 timestamp string, not {json_type(value)}")
     match = _MOMENT.fullmatch(value)
     if match is None:
-        raise Invalid(f'must be an ISO 8601 timestamp as "2027-01-10T09:30:00Z" (got {value!r})')
+        raise Invalid('must be an ISO 8601 timestamp as "2027-01-10T09:30:00Z" '
+                      f"(got {shown(value)})")
     if match.group("offset") is None:
         raise Invalid(f"needs a UTC offset or Z (got {value!r})")
     try:

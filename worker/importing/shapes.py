@@ -3,11 +3,15 @@
 A field is either a scalar (a converter from `fields`), a nested object (`shape`) or a
 list of objects (`shape` with `many`). `required` means required for a new record at
 the top level (a re-import may leave any field out) and always inside nested objects;
-`null` on a required field is an error, elsewhere it clears the value.
+`null` on a required field is an error, elsewhere it clears the value. A name outside
+the shape is ignored with a warning that names it (and the likely field it misspells): the
+import file's refusals are a closed list, and a portal may carry fields of its own; a key
+given twice in one object is refused.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,11 +63,16 @@ class Reading:
 def read_object(obj: dict[str, Any], shape: Shape, where: Where, problems: Problems,
                 *, nested: bool) -> Reading:
     reading = Reading({}, set())
+    repeated = getattr(obj, "repeated", ())
+    for key in repeated:
+        problems.error(where.field(f.key_shown(key)), "given more than once in one object")
     for key, raw in obj.items():
         spec = shape.fields.get(key)
         if spec is None:
-            reason = "set by the worker" if key in WORKER_DERIVED else "unknown field"
-            problems.warn(where.field(key), f"{reason}, ignored")
+            _unknown(key, shape, where, problems)
+            continue
+        if key in repeated:
+            reading.bad.add(key)
             continue
         ok, value = _read_value(raw, spec, where, key, problems)
         if ok:
@@ -75,6 +84,18 @@ def read_object(obj: dict[str, Any], shape: Shape, where: Where, problems: Probl
             problems.error(where.field(name), "required")
             reading.bad.add(name)
     return reading
+
+
+def _unknown(key: str, shape: Shape, where: Where, problems: Problems) -> None:
+    """A field the worker derives is ignored with a warning (a portal may echo what the
+    worker exported; it never sets it); any other unknown name is ignored with a warning
+    that says which field it may misspell, so a typo is never silent."""
+    if key in WORKER_DERIVED:
+        problems.warn(where.field(key), "set by the worker, ignored")
+        return
+    close = difflib.get_close_matches(key[:100], list(shape.fields), n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(shape.fields)}"
+    problems.warn(where.field(f.key_shown(key)), f"unknown field, ignored ({hint})")
 
 
 def _read_value(raw: Any, spec: Field, where: Where, key: str,
