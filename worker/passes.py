@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, Row, insert, update
 
-from worker import evaluate
+from worker import crashpoints, evaluate
 from worker.db.dashboard import digest_groups
 from worker.db.schema import CODES, CUSTOMERS, PASSES, RESELLERS, SUBSCRIPTIONS
 from worker.db.snapshots import (
@@ -151,6 +151,7 @@ def _evaluate_all(
     )
     for name, table, handler in stages:
         ids = due_ids(connection, table, moment)
+        crashpoints.reached("after_select")
         if not dry_run:
             connection.commit()
         for done, chunk in enumerate(_chunks(ids), start=1):
@@ -158,6 +159,7 @@ def _evaluate_all(
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
                 _write(connection, batch, summary, build)
+                crashpoints.reached("in_chunk")
             if progress is not None:
                 progress(name, min(done * CHUNK, len(ids)), len(ids))
     with _transaction(connection, dry_run):
