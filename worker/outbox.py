@@ -348,7 +348,8 @@ class Drain:
         self.token = uuid.uuid4().hex
         self.counts = DeliveryCounts(transport=mailer.description)
         self.database = Database(engine)
-        self.writer = OutcomeWriter(self.database, write_settlements)
+        self.writer = OutcomeWriter(self.database, write_settlements,
+                                    most=max(1, mailer.concurrency))
         self._handled = 0
 
     def stopping(self) -> bool:
@@ -462,6 +463,7 @@ class Drain:
         async def worker() -> None:
             for notice in queue:
                 await self.database.up.wait()
+                await self.writer.room()
                 if self.stopping():
                     return
                 self._settled(notice, await self._attempt(notice))

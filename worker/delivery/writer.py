@@ -1,17 +1,20 @@
 """The drain's way to the database: calls that outlive an outage, and outcomes written
 by group commit.
 
-`Database.run(work)` runs `work(connection)` in one transaction on a worker thread (the
-event loop keeps sending meanwhile). When the database is away (a connection refused or
-cut, a restart, a lock that does not clear) the call is tried again with a doubling
-delay until the database answers; the outage is logged once when it starts and once
-when it ends, and `up` is clear while it lasts, so the drain starts no new send.
+`Database.run(work)` runs `work(connection)` in one transaction on a worker thread, so
+the event loop goes on sending while the database works. When the database is away (a
+connection refused or cut, a restart, a lock that does not clear) the call is tried
+again with a doubling delay until the database answers; the outage is logged once when
+it starts and once when it ends, and `up` is clear while it lasts, so the drain starts
+no new send.
 
 `OutcomeWriter` keeps every outcome until the transaction that records it has
 committed (cleared after the commit, never before), and commits whatever has
-accumulated as soon as the previous commit is done: at full speed a commit carries
-what arrived during the one before it, so the outcomes a SIGKILL can lose (and the
-notices it sends twice) are those of one commit's duration, not of a fixed batch.
+accumulated as soon as the previous commit is done. At most `most` outcomes (the
+number of connections) wait for a commit before senders hold back: without that bound
+a slow commit (a WAL checkpoint, a busy server) let ten to thirty accepted messages pile
+up unrecorded, each one a message a SIGKILL would send twice; with it, a kill at full
+speed sends about two twice (scripts/bench_kill.py), and delivery keeps its pace.
 """
 
 from __future__ import annotations
@@ -101,15 +104,19 @@ class OutcomeWriter:
     is committed (it raises what stopped the writer, if something did: a bug)."""
 
     def __init__(
-        self, database: Database, write: Callable[[Connection, Sequence[Settlement]], None]
+        self, database: Database, write: Callable[[Connection, Sequence[Settlement]], None],
+        most: int = 4,
     ) -> None:
         self.database = database
         self.write = write
+        self.most = most
         self.commits = 0
         self._pending: list[Settlement] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._room = asyncio.Event()
+        self._room.set()
         self._broken: BaseException | None = None
 
     @property
@@ -120,6 +127,14 @@ class OutcomeWriter:
         self._pending.append(settlement)
         self._idle.clear()
         self._wake.set()
+        if len(self._pending) >= self.most:
+            self._room.clear()
+
+    async def room(self) -> None:
+        """Returns once fewer than `most` outcomes wait for their commit: a sender awaits
+        it before each new message, so a slow commit (a checkpoint, a busy server)
+        slows sending down instead of widening what a crash would send twice."""
+        await self._room.wait()
 
     async def run(self) -> None:
         """The writer's task: commit what accumulated, again and again, until cancelled."""
@@ -132,10 +147,13 @@ class OutcomeWriter:
                     await self.database.run(self._writing(batch))
                     del self._pending[:len(batch)]  # only now: the commit is done
                     self.commits += 1
+                    if len(self._pending) < self.most:
+                        self._room.set()
                 self._idle.set()
         except Exception as error:  # a bug: let `flushed` raise it rather than hang
             self._broken = error
             self._idle.set()
+            self._room.set()
             raise
 
     def _writing(self, batch: list[Settlement]) -> Callable[[Connection], None]:
