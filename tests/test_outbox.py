@@ -271,6 +271,18 @@ def test_a_claimed_notice_is_not_claimed_again_until_its_lease_ends(engine: Engi
     assert ([n.id for n in mine], theirs, [n.id for n in after]) == ([first_id], [], [first_id])
 
 
+def test_a_claim_leases_at_most_its_batch_in_order(engine: Engine) -> None:
+    """A batch of 4 out of 10 due notices takes 4, the next claim the next 4 (on
+    PostgreSQL an `IN (… LIMIT … FOR UPDATE SKIP LOCKED)` subquery once took all 10)."""
+    ids = [queue_notice(engine, ref=f"s{i}") for i in range(10)]
+    lease = timedelta(minutes=15)
+    batches = []
+    for token in ("a", "b", "c", "d"):
+        with engine.begin() as connection:
+            batches.append([n.id for n in claim(connection, T, T, token * 32, lease, 4)])
+    assert [ids[0:4], ids[4:8], ids[8:10], []] == batches
+
+
 def test_a_renewed_lease_keeps_the_notice_from_other_processes(engine: Engine) -> None:
     """A slow drain renews its lease; only the renewed expiry frees the notice."""
     queue_notice(engine)

@@ -161,12 +161,17 @@ def claim(
     connection: Connection, moment: datetime, now: datetime, token: str, lease: timedelta,
     limit: int,
 ) -> list[Due]:
-    """Lease up to `limit` due notifications to `token` (see the module docstring)."""
+    """Lease up to `limit` due notifications to `token` (see the module docstring).
+
+    The rows are picked in a materialised CTE: PostgreSQL runs a `LIMIT … FOR UPDATE SKIP
+    LOCKED` subquery inside `UPDATE … WHERE id IN (…)` again as the update goes on, and
+    each run skips the rows just updated, so that form leased every due row at once."""
     due = _due_condition(moment, now)
     columns = NOTIFICATIONS.c
-    pick = (select(columns.id).where(due).order_by(columns.id).limit(limit)
-            .with_for_update(skip_locked=True))
-    statement = (update(NOTIFICATIONS).where(columns.id.in_(pick.scalar_subquery()), due)
+    picked = (select(columns.id).where(due).order_by(columns.id).limit(limit)
+              .with_for_update(skip_locked=True).cte("picked")
+              .prefix_with("MATERIALIZED", dialect="postgresql"))
+    statement = (update(NOTIFICATIONS).where(columns.id.in_(select(picked.c.id)), due)
                  .values(claim_token=token, claimed_until=now + lease).returning(*_CLAIMED))
     rows = connection.execute(statement).all()
     return sorted((_due_of(row) for row in rows), key=lambda notice: notice.id)
