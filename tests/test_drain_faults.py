@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,11 @@ import structlog
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from tests.smtp_server import NOTIFICATIONS, queue_notice
+from tests.cli import run_cli
+from tests.smtp_server import NOTIFICATIONS, queue_notice, smtp_server
 from worker import crashpoints
 from worker.delivery.decisions import database_backoff
+from worker.errors import ConfigError
 from worker.mailer import MemoryMailer, Outcome, Outgoing
 from worker.outbox import RetryPolicy, deliver_due
 from worker.policy import build_policy
@@ -219,3 +222,30 @@ def test_a_crash_point_names_a_known_point_and_a_visit(spec: str, expected: obje
 def test_a_wrong_crash_point_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match=r"point|count"):
         crashpoints.parse(spec)
+
+
+def test_the_connection_cap_of_the_policy_holds_for_a_drain(engine: Engine) -> None:
+    """[delivery] connections = 2: twenty notices over two connections at most."""
+    for i in range(20):
+        queue_notice(engine, ref=f"s{i}")
+    policy = build_policy({"delivery": {"connections": 2}})
+    with smtp_server() as server:
+        counts = deliver_due(engine, policy, Settings(smtp_url=server.url()), T, clock=clock)
+        assert 20 == counts.sent
+        assert server.connections <= 2
+
+
+@pytest.mark.parametrize("value", [0, 101, 2.5])
+def test_a_connection_cap_out_of_range_is_refused_naming_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"delivery\.connections"):
+        build_policy({"delivery": {"connections": value}})
+
+
+def test_a_wrong_crash_point_in_the_environment_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """WORKER_CRASH_AT is read at the edge like any setting: exit 2, naming it."""
+    result = run_cli("status", database_url=f"sqlite:///{tmp_path / 'w.db'}", cwd=tmp_path,
+                     WORKER_CRASH_AT="nowhere")
+    assert 2 == result.code
+    assert "WORKER_CRASH_AT: unknown point 'nowhere'" in result.stderr
