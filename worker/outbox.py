@@ -353,8 +353,10 @@ class Drain:
         self.token = uuid.uuid4().hex
         self.counts = DeliveryCounts(transport=mailer.description)
         self.database = Database(engine)
+        # Outcomes waiting for a commit plus sends in flight stay under 3 x connections
+        # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
         self.writer = OutcomeWriter(self.database, write_settlements,
-                                    most=max(1, mailer.concurrency))
+                                    most=2 * max(1, mailer.concurrency) - 1)
         self._handled = 0
 
     def stopping(self) -> bool:

@@ -10,11 +10,14 @@ no new send.
 
 `OutcomeWriter` keeps every outcome until the transaction that records it has
 committed (cleared after the commit, never before), and commits whatever has
-accumulated as soon as the previous commit is done. At most `most` outcomes (the
-number of connections) wait for a commit before senders hold back: without that bound
-a slow commit (a WAL checkpoint, a busy server) let ten to thirty accepted messages pile
-up unrecorded, each one a message a SIGKILL would send twice; with it, a kill at full
-speed sends about two twice (scripts/bench_kill.py), and delivery keeps its pace.
+accumulated as soon as the previous commit is done. Senders hold back while `most`
+outcomes wait for a commit: a sender checks before each message, so outcomes waiting
+plus messages in flight never exceed `most - 1 + connections`, and that is all a SIGKILL
+can send twice (the drain sets `most` to 2 x connections - 1: 10 with 4 connections).
+Without the bound a slow commit (a WAL checkpoint, a busy server) let ten to thirty
+accepted messages pile up unrecorded; with it a kill at full speed sends one to four
+twice (scripts/bench_kill.py), and delivery keeps its pace, because the commits run on
+a worker thread while the loop sends.
 """
 
 from __future__ import annotations
