@@ -376,6 +376,7 @@ class Drain:
                 await self.mailer.close()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.gather(writer, heartbeat, return_exceptions=True)
+            self.database.close()
             with contextlib.suppress(GaveUp):
                 await self.database.run(lambda c: release(c, self.token),
                                         give_up=self.stopping)

@@ -23,6 +23,7 @@ a worker thread while the loop sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -49,7 +50,12 @@ def is_outage(error: BaseException) -> bool:
 
 
 class Database:
-    """Transactions on worker threads that wait out an outage (module docstring)."""
+    """Transactions on worker threads that wait out an outage (module docstring).
+
+    A caller that runs one transaction after another (`lane="writer"`) keeps its own
+    connection between them: no pool checkout and no liveness ping (a round trip on
+    PostgreSQL) per commit. A lane's connection is dropped when it fails and opened
+    again on the next attempt; `close` ends them all."""
 
     def __init__(
         self, engine: Engine, backoff: Callable[[int], float] = database_backoff
@@ -60,15 +66,17 @@ class Database:
         self.up.set()
         self._failures = 0
         self._down_since = 0.0
+        self._lanes: dict[str, Connection] = {}
 
     async def run(
-        self, work: Callable[[Connection], T], *, give_up: Callable[[], bool] | None = None
+        self, work: Callable[[Connection], T], *, give_up: Callable[[], bool] | None = None,
+        lane: str | None = None,
     ) -> T:
         """`work`'s result once a transaction running it has committed. Retried while
         the database is away; `give_up()` true between attempts raises `GaveUp`."""
         while True:
             try:
-                result = await asyncio.to_thread(self._transaction, work)
+                result = await asyncio.to_thread(self._transaction, work, lane)
             except DBAPIError as error:
                 if not is_outage(error):
                     raise
@@ -80,9 +88,29 @@ class Database:
             self._answered()
             return result
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as connection:
-            return work(connection)
+    def _transaction(self, work: Callable[[Connection], T], lane: str | None) -> T:
+        if lane is None:
+            with self.engine.begin() as connection:
+                return work(connection)
+        held = self._lanes.get(lane)
+        if held is None:
+            held = self.engine.connect()
+            self._lanes[lane] = held
+        try:
+            with held.begin():
+                return work(held)
+        except Exception:
+            del self._lanes[lane]
+            with contextlib.suppress(Exception):
+                held.invalidate()
+            raise
+
+    def close(self) -> None:
+        """End the lanes' connections."""
+        lanes, self._lanes = list(self._lanes.values()), {}
+        for connection in lanes:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def _failed(self, error: DBAPIError) -> None:
         self._failures += 1
@@ -147,7 +175,7 @@ class OutcomeWriter:
                 self._wake.clear()
                 while self._pending:
                     batch = list(self._pending)
-                    await self.database.run(self._writing(batch))
+                    await self.database.run(self._writing(batch), lane="writer")
                     del self._pending[:len(batch)]  # only now: the commit is done
                     self.commits += 1
                     if len(self._pending) < self.most:
