@@ -16,8 +16,9 @@ every third of its length while the drain runs.
 
 Records. A notice is marked `sent` only after the server accepted it, by the group
 commit of `worker.delivery.writer`: outcomes are kept in memory until the transaction
-recording them has committed, and a commit starts as soon as the previous one ends. The
-next batch is claimed only once every outcome of the last one is committed.
+recording them has committed, and a commit starts as soon as the previous one ends;
+senders hold back while 2 x connections - 1 outcomes wait. The next batch is claimed
+only once every outcome of the last one is committed.
 
 One drain per process: the pass's drain and the periodic drain of `start` take turns
 (`deliver_due`), so the configured connection cap ([delivery] connections) holds per
@@ -26,9 +27,10 @@ finishes the sends in hand, keeps their outcomes and writes them when it answers
 
 What a crash leaves, step by step (`worker.crashpoints` reaches each in the tests):
 after a claim, leased rows that wait for their lease to end and then go out once; after
-the server's 250 and before the commit, the outcomes not yet committed (one commit's
-worth at full speed): those notices go out again after the lease, with the same
-Message-ID and the same bytes; inside a claim, nothing (the claim is rolled back).
+the server's 250 and before the commit, the outcomes not yet committed (at most
+3 x connections - 2, counting the sends in flight): those notices go out again after
+the lease, with the same Message-ID and the same bytes; inside a claim, nothing (the
+claim is rolled back, every earlier outcome is committed).
 
 A stop request (`stop`, a `threading.Event`) claims nothing more, sends nothing more,
 finishes the sends in hand, writes every outcome and gives back the leases of the rows
