@@ -114,3 +114,56 @@ def _wait_for(port: int, seconds: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError(f"PostgreSQL did not start on port {port}")
+
+
+class OwnServer:
+    """A server of one's own, for tests that restart it (`restart`) without disturbing
+    the session's shared server."""
+
+    def __init__(self, bin_dir: Path, data: Path, log: Path, port: int) -> None:
+        self.bin_dir, self.data, self.log, self.port = bin_dir, data, log, port
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                                     "-l", str(self.log), *args]),
+                       check=True, capture_output=True, timeout=120)
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every connection is cut, the server comes back."""
+        self.pg_ctl("-m", "fast", "-w", "restart")
+        _wait_for(self.port)
+
+
+@contextlib.contextmanager
+def own_server() -> Iterator[OwnServer]:
+    """Like `running_server`, with the handle that restarts it."""
+    bin_dir = _bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="worker-pg-own-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = _free_port()
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                      "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
+        check=True, capture_output=True,
+    )
+    # The options are kept in the data directory, so that `restart` reuses them.
+    with (data / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
+        conf.write(f"port = {port}\nunix_socket_directories = '{sockets}'\n"
+                   "listen_addresses = '127.0.0.1'\nfsync = off\n")
+    server = OwnServer(bin_dir, data, root / "server.log", port)
+    server.pg_ctl("-w", "start")
+    try:
+        _wait_for(port)
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            server.pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -271,6 +271,18 @@ def test_a_claimed_notice_is_not_claimed_again_until_its_lease_ends(engine: Engi
     assert ([n.id for n in mine], theirs, [n.id for n in after]) == ([first_id], [], [first_id])
 
 
+def test_a_claim_leases_at_most_its_batch_in_order(engine: Engine) -> None:
+    """A batch of 4 out of 10 due notices takes 4, the next claim the next 4 (on
+    PostgreSQL an `IN (… LIMIT … FOR UPDATE SKIP LOCKED)` subquery once took all 10)."""
+    ids = [queue_notice(engine, ref=f"s{i}") for i in range(10)]
+    lease = timedelta(minutes=15)
+    batches = []
+    for token in ("a", "b", "c", "d"):
+        with engine.begin() as connection:
+            batches.append([n.id for n in claim(connection, T, T, token * 32, lease, 4)])
+    assert [ids[0:4], ids[4:8], ids[8:10], []] == batches
+
+
 def test_a_renewed_lease_keeps_the_notice_from_other_processes(engine: Engine) -> None:
     """A slow drain renews its lease; only the renewed expiry frees the notice."""
     queue_notice(engine)
@@ -416,20 +428,25 @@ def test_the_same_bytes_and_message_id_go_out_on_every_attempt(engine: Engine) -
         second.data)["Message-ID"]
 
 
-def test_two_drains_at_once_send_each_notice_exactly_once(
+def test_two_processes_draining_at_once_send_each_notice_exactly_once(
     engine: Engine, database_url: str
 ) -> None:
-    """Two processes (here two engines in two threads) share the outbox safely."""
+    """Two processes (here two engines, two event loops, two threads) share the outbox
+    safely: claims, not turn-taking, keep them apart."""
     ids = [queue_notice(engine, ref=f"s{i}") for i in range(60)]
     other = make_engine(database_url)
     mailers = [MemoryMailer(), MemoryMailer()]
     small = RetryPolicy(batch=7)
-    threads = [threading.Thread(target=deliver, args=(e, m), kwargs={"retry": small})
+
+    def process(engine: Engine, mailer: MemoryMailer) -> None:
+        asyncio.run(drain(engine, mailer, POLICY, T, clock=clock_at(T), retry=small))
+
+    threads = [threading.Thread(target=process, args=(e, m))
                for e, m in zip((engine, other), mailers, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     other.dispose()
     sent = [message_from_bytes(d.data)["Message-ID"] for m in mailers for d in m.delivered]
     assert len(sent) == len(set(sent)) == len(ids)

@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(level=args.log_level)
     try:
+        _arm_crash_point(os.environ.get("WORKER_CRASH_AT"))
         settings = load_settings(os.environ)
         policy = load_policy(settings.worker_config)
         return _COMMANDS[args.command](args, settings, policy)
@@ -135,6 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("command_failed", command=args.command)
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _arm_crash_point(spec: str | None) -> None:
+    """WORKER_CRASH_AT: for the crash tests only (worker.crashpoints)."""
+    if spec:
+        from worker import crashpoints
+
+        try:
+            crashpoints.arm(spec)
+        except ValueError as error:
+            raise ConfigError("WORKER_CRASH_AT", str(error)) from None
 
 
 def _engine(settings: Settings) -> Engine:

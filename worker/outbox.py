@@ -4,25 +4,37 @@ Time. The pass moment T (`moment`, `--as-of`) judges the send window and the ret
 schedule; the real time (`clock()`) is recorded only as `sent_at`, in the Date header
 and in the claim's lease. Nothing here reads the wall clock itself.
 
-Decisions are values, made by pure functions and carried out by `Drain`:
-
-- `window_decision(notice, moment, policy)`: send now, wait until the window opens in
-  the recipient's timezone, or skip (a reseller digest that can no longer go out on its
-  own local date). Code mail ignores the window.
-- `retry_decision(attempts, moment, retry)`: retry at T + the next delay, or give up.
-- `settle(notice, outcome, moment, at, retry)`: the row's new delivery state after one
-  attempt, per recipient. A recipient the server accepted is never sent to again; one
-  refused for now is retried alone; one refused for good is recorded and dropped.
+Decisions are values, made by the pure functions of `worker.delivery.decisions` (send
+window, retry schedule, settling one attempt's replies) and carried out by `Drain`.
 
 Claims. A batch is claimed in one statement: rows waiting (`queued`, `retrying`), due
 (`not_before` empty or at most T) and not leased by another process get this drain's
 token and a lease (PostgreSQL picks them with FOR UPDATE SKIP LOCKED; SQLite's
 BEGIN IMMEDIATE serialises the conditional UPDATE). Only the rows the statement
-returned are sent, so two processes never send one notice at once; a process that dies
-leaves its lease to expire. A notice is marked `sent` only after the server accepted it,
-in the transaction that follows (every `FLUSH` outcomes). A drain asked to stop (`stop`,
-looked at before each claim and each message) claims nothing more, lets the messages
-being sent finish, writes their outcomes and releases the claims it did not use.
+returned are sent, so two processes never send one notice at once. The lease is renewed
+every third of its length while the drain runs.
+
+Records. A notice is marked `sent` only after the server accepted it, by the group
+commit of `worker.delivery.writer`: outcomes are kept in memory until the transaction
+recording them has committed, and a commit starts as soon as the previous one ends;
+senders hold back while 2 x connections - 1 outcomes wait. The next batch is claimed
+only once every outcome of the last one is committed.
+
+One drain per process: the pass's drain and the periodic drain of `start` take turns
+(`deliver_due`), so the configured connection cap ([delivery] connections) holds per
+process. When the database is away the drain starts no new send and claims nothing,
+finishes the sends in hand, keeps their outcomes and writes them when it answers.
+
+What a crash leaves, step by step (`worker.crashpoints` reaches each in the tests):
+after a claim, leased rows that wait for their lease to end and then go out once; after
+the server's 250 and before the commit, the outcomes not yet committed (at most
+3 x connections - 2, counting the sends in flight): those notices go out again after
+the lease, with the same Message-ID and the same bytes; inside a claim, nothing (the
+claim is rolled back, every earlier outcome is committed).
+
+A stop request (`stop`, a `threading.Event`) claims nothing more, sends nothing more,
+finishes the sends in hand, writes every outcome and gives back the leases of the rows
+claimed and not sent, so another process takes them at once.
 
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
 `message_bytes` while the notice waits, and stamped with their Date at each hand-over;
@@ -32,272 +44,67 @@ the Message-ID never changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from sqlalchemy import Connection, Engine, Row, and_, bindparam, or_, select, update
 
-from worker.calendar import local_time_of_day
+from worker import crashpoints, metrics
 from worker.db.schema import metadata
+from worker.delivery.decisions import (
+    DIGEST,
+    FINAL,
+    R_DEAD,
+    R_FAILED,
+    R_RETRYING,
+    R_SENT,
+    WAITING,
+    Due,
+    GiveUp,
+    Retry,
+    RetryPolicy,
+    SendNow,
+    Settlement,
+    Skip,
+    WaitUntil,
+    WindowDecision,
+    describe_refusals,
+    retry_decision,
+    retry_policy,
+    settle,
+    window_decision,
+)
+from worker.delivery.writer import Database, GaveUp, OutcomeWriter
 from worker.mailer import Mailer, Outcome, Outgoing, Verdict, open_mailer
 from worker.messages import UnsafeHeader, message_bytes, message_id_for
-from worker.notices import IGNORES_SEND_WINDOW
 from worker.policy import Policy
 from worker.render import render_notification
 from worker.settings import Settings
-from worker.stopping import Stop, requested
+
+__all__ = [
+    "DIGEST", "FINAL", "R_DEAD", "R_FAILED", "R_RETRYING", "R_SENT", "WAITING",
+    "BuildFailure", "DeliveryCounts", "Drain", "Due", "GiveUp", "Retry", "RetryPolicy",
+    "SendNow", "Settlement", "Skip", "WaitUntil", "WindowDecision", "build_for",
+    "build_messages", "claim", "deliver_due", "describe_refusals", "drain", "extend_lease",
+    "plan_due", "release", "retry_decision", "retry_policy", "settle", "stamp_date",
+    "waiting_rows", "window_decision", "write_built", "write_settlements", "write_skips",
+    "write_waits",
+]
 
 log = structlog.get_logger("worker.outbox")
 NOTIFICATIONS = metadata.tables["notifications"]
-WAITING = ("queued", "retrying")
-DIGEST = "reseller_digest"
-FLUSH = 50  # outcomes written per transaction: also the most a crash can send twice
 Clock = Callable[[], datetime]
 Builder = Callable[[Row[Any]], tuple[bytes, str]]
-
-# Per-recipient states kept in `recipient_results`; the first three are final.
-R_SENT, R_FAILED, R_DEAD, R_RETRYING = "sent", "failed", "dead", "retrying"
-FINAL = frozenset({R_SENT, R_FAILED, R_DEAD})
-
-
-# --- policy ---------------------------------------------------------------------------
-
-_DEFAULT_DELAYS = tuple(timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240, 480, 720, 1440))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures are retried (defaults in the spirit of RFC 5321 §4.5.4.1).
-
-    After the n-th failed attempt the notice waits `delays[n-1]`; after the last delay's
-    attempt it is dead. The defaults (5 min … 24 h, 10 attempts) span 51 h 50 min.
-    `lease`: how long a claim holds when its process stops renewing it (it renews every
-    third of it while it runs); `batch`: notices claimed at a time.
-    """
-
-    delays: tuple[timedelta, ...] = _DEFAULT_DELAYS
-    lease: timedelta = timedelta(minutes=15)
-    batch: int = 200
-
-    def __post_init__(self) -> None:
-        if not self.delays or any(d <= timedelta(0) for d in self.delays):
-            raise ValueError("retry delays must be positive, and at least one")
-        if self.batch < 1 or self.lease <= timedelta(0):
-            raise ValueError("batch and lease must be positive")
-
-    @classmethod
-    def from_minutes(cls, delays: Iterable[float], **other: Any) -> RetryPolicy:
-        return cls(delays=tuple(timedelta(minutes=m) for m in delays), **other)
-
-    @property
-    def span(self) -> timedelta:
-        return sum(self.delays, timedelta(0))
-
-
-def retry_policy(policy: Policy) -> RetryPolicy:
-    """The retry schedule of `config/policy.toml`'s [delivery] section."""
-    settings = policy.delivery
-    return RetryPolicy.from_minutes(settings.retry_delays_minutes,
-                                    lease=timedelta(minutes=settings.lease_minutes),
-                                    batch=settings.batch)
-
-
-# --- decisions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A claimed notification: what deciding and sending it needs."""
-
-    id: int
-    kind: str
-    audience: str
-    occasion_date: date
-    timezone: str
-    recipients: tuple[str, ...]
-    attempts: int = 0
-    last_error: str | None = None
-    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    sender: str | None = None
-    message_bytes: bytes | None = None
-    message_id: str | None = None
-
-    @property
-    def pending(self) -> tuple[str, ...]:
-        """Recipients still to try: no final answer yet."""
-        return tuple(a for a in self.recipients
-                     if self.results.get(a, {}).get("status") not in FINAL)
-
-    @property
-    def key(self) -> str:
-        return f"{self.id:08d}-{self.kind}-{self.audience}"
-
-
-@dataclass(frozen=True, slots=True)
-class SendNow:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class WaitUntil:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    reason: str
-
-
-WindowDecision = SendNow | WaitUntil | Skip
-
-
-def window_decision(notice: Due, moment: datetime, policy: Policy) -> WindowDecision:
-    """May `notice` go out at `moment`?
-
-    - Code mail (`IGNORES_SEND_WINDOW`) goes at once.
-    - Otherwise it goes inside the send window [start, end) of the wall clock in the
-      notice's timezone (the customer's, or the reseller's for reseller mail); outside
-      it, it waits for the next start. start > end wraps midnight; start == end is all
-      day. On a DST change the start is the instant the wall clock shows it (a start
-      inside a spring gap is shifted forward by the gap).
-    - A reseller digest goes only on its own local date: one that cannot go out before
-      that date ends (past it, or past the window's last opening) is skipped.
-    An unknown timezone is read as UTC.
-    """
-    if notice.kind in IGNORES_SEND_WINDOW:
-        return SendNow()
-    zone = _zone(notice.timezone)
-    local = moment.astimezone(zone)
-    decision = _window(local, policy.send_window.start, policy.send_window.end, zone)
-    if notice.kind != DIGEST:
-        return decision
-    day = decision.at.astimezone(zone).date() if isinstance(decision, WaitUntil) else local.date()
-    if day > notice.occasion_date:
-        return Skip(f"the digest of {notice.occasion_date.isoformat()} was not delivered on "
-                    f"that local date ({zone.key})")
-    return decision
-
-
-def _window(local: datetime, start: time, end: time, zone: ZoneInfo) -> SendNow | WaitUntil:
-    now = local.time().replace(tzinfo=None)
-    if start == end:
-        return SendNow()
-    inside = start <= now < end if start < end else (now >= start or now < end)
-    if inside:
-        return SendNow()
-    day = local.date()
-    if start < end and now >= end:
-        day += timedelta(days=1)
-    opening = local_time_of_day(day, start, zone)
-    return WaitUntil(opening) if opening > local else SendNow()
-
-
-@lru_cache(maxsize=512)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    attempts: int
-
-
-def retry_decision(attempts: int, moment: datetime, retry: RetryPolicy) -> Retry | GiveUp:
-    """After `attempts` attempts (the last one just failed for now): when to try again."""
-    if attempts <= len(retry.delays):
-        return Retry(moment + retry.delays[attempts - 1])
-    return GiveUp(attempts)
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """A notification's delivery state after one attempt: the row's new values."""
-
-    id: int
-    status: str
-    attempts: int
-    last_error: str | None
-    results: dict[str, dict[str, Any]]
-    not_before: datetime | None = None
-    sent_at: datetime | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.status != "retrying"
-
-    @property
-    def refused(self) -> int:
-        return sum(1 for r in self.results.values() if r["status"] in (R_FAILED, R_DEAD))
-
-
-_STATE_OF = {Verdict.ACCEPTED: R_SENT, Verdict.PERMANENT: R_FAILED,
-             Verdict.TRANSIENT: R_RETRYING}
-
-
-def settle(
-    notice: Due, outcome: Outcome, moment: datetime, at: datetime, retry: RetryPolicy
-) -> Settlement:
-    """Apply one attempt's replies (server time `at`, pass moment `moment`).
-
-    Status: `retrying` while a recipient waits for another attempt; then `sent` if the
-    server accepted it for anyone (the others are recorded as refused), else `dead` if
-    retries ran out for someone, else `failed`. `last_error` keeps the latest refusal.
-    """
-    results = {a: dict(r) for a, r in notice.results.items()}
-    for reply in outcome.replies:
-        results[reply.address] = {"status": _STATE_OF[reply.verdict], "code": reply.code,
-                                  "reply": reply.text[:500], "at": at.isoformat()}
-    attempts = notice.attempts + 1
-    last_error = describe_refusals(outcome) or notice.last_error
-    waiting = [a for a in notice.recipients if results.get(a, {}).get("status") not in FINAL]
-    base = Settlement(notice.id, "retrying", attempts, last_error, results)
-    if waiting:
-        decision = retry_decision(attempts, moment, retry)
-        if isinstance(decision, Retry):
-            return replace(base, not_before=decision.at)
-        for address in waiting:
-            results[address] = {**results.get(address, {}), "status": R_DEAD}
-        last_error = f"gave up after {attempts} attempts; last: {last_error}"
-    return _final(replace(base, last_error=last_error))
-
-
-def _final(base: Settlement) -> Settlement:
-    states = [r["status"] for r in base.results.values()]
-    if R_SENT in states:
-        sent_at = max(datetime.fromisoformat(r["at"]) for r in base.results.values()
-                      if r["status"] == R_SENT)
-        return replace(base, status="sent", sent_at=sent_at)
-    return replace(base, status="dead" if R_DEAD in states else "failed")
-
-
-def describe_refusals(outcome: Outcome) -> str | None:
-    """"451 4.3.0 try later (a@x, b@y); 550 5.1.1 no such user (c@z)", or None."""
-    grouped: dict[tuple[int | None, str], list[str]] = {}
-    for reply in outcome.replies:
-        if reply.verdict is not Verdict.ACCEPTED:
-            grouped.setdefault((reply.code, reply.text), []).append(reply.address)
-    if not grouped:
-        return None
-    parts = [f"{'' if code is None else f'{code} '}{text} ({', '.join(addresses)})"
-             for (code, text), addresses in grouped.items()]
-    return "; ".join(parts)[:2000]
+_ONE_DRAIN = threading.Lock()  # the pass's drain and the periodic drain take turns
 
 
 # --- messages -------------------------------------------------------------------------
@@ -341,6 +148,7 @@ _CLAIMED = (
     NOTIFICATIONS.c.occasion_date, NOTIFICATIONS.c.timezone, NOTIFICATIONS.c.recipients,
     NOTIFICATIONS.c.attempts, NOTIFICATIONS.c.last_error, NOTIFICATIONS.c.recipient_results,
     NOTIFICATIONS.c.message_bytes, NOTIFICATIONS.c.message_id,
+    NOTIFICATIONS.c.created_at, NOTIFICATIONS.c.not_before,
     NOTIFICATIONS.c.payload[("reseller", "email")].as_string().label("sender"),
 )
 
@@ -356,12 +164,17 @@ def claim(
     connection: Connection, moment: datetime, now: datetime, token: str, lease: timedelta,
     limit: int,
 ) -> list[Due]:
-    """Lease up to `limit` due notifications to `token` (see the module docstring)."""
+    """Lease up to `limit` due notifications to `token` (see the module docstring).
+
+    The rows are picked in a materialised CTE: PostgreSQL runs a `LIMIT … FOR UPDATE SKIP
+    LOCKED` subquery inside `UPDATE … WHERE id IN (…)` again as the update goes on, and
+    each run skips the rows just updated, so that form leased every due row at once."""
     due = _due_condition(moment, now)
     columns = NOTIFICATIONS.c
-    pick = (select(columns.id).where(due).order_by(columns.id).limit(limit)
-            .with_for_update(skip_locked=True))
-    statement = (update(NOTIFICATIONS).where(columns.id.in_(pick.scalar_subquery()), due)
+    picked = (select(columns.id).where(due).order_by(columns.id).limit(limit)
+              .with_for_update(skip_locked=True).cte("picked")
+              .prefix_with("MATERIALIZED", dialect="postgresql"))
+    statement = (update(NOTIFICATIONS).where(columns.id.in_(select(picked.c.id)), due)
                  .values(claim_token=token, claimed_until=now + lease).returning(*_CLAIMED))
     rows = connection.execute(statement).all()
     return sorted((_due_of(row) for row in rows), key=lambda notice: notice.id)
@@ -373,7 +186,8 @@ def _due_of(row: Row[Any]) -> Due:
                recipients=tuple(row.recipients or ()), attempts=row.attempts,
                last_error=row.last_error, results=row.recipient_results or {},
                sender=row.sender, message_bytes=row.message_bytes,
-               message_id=row.message_id)
+               message_id=row.message_id,
+               due_since=max(row.created_at, row.not_before or row.created_at))
 
 
 def waiting_rows(connection: Connection, moment: datetime) -> list[Due]:
@@ -514,6 +328,7 @@ class DeliveryCounts:
     deferred: int = 0  # waiting for the send window
     refused_recipients: int = 0  # of notices otherwise sent
     errors: list[dict[str, str]] = field(default_factory=list)
+    commits: int = 0  # transactions that recorded outcomes (not in the summary)
 
     def as_dict(self) -> dict[str, int]:
         counts = {"sent": self.sent, "retrying": self.retrying, "failed": self.failed,
@@ -528,61 +343,88 @@ class DeliveryCounts:
 
 
 class Drain:
-    """Claims, sends and records until nothing is due at `moment` (or `limit` is hit)."""
+    """Claims, sends and records until nothing is due at `moment`, `limit` is hit or
+    `stop` is set (see the module docstring). Made inside the event loop that runs it."""
 
     def __init__(
         self, engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *,
         clock: Clock, retry: RetryPolicy, build: Builder = build_for,
-        limit: int | None = None, stop: Stop = None,
+        limit: int | None = None, stop: threading.Event | None = None,
     ) -> None:
-        self.engine, self.mailer, self.policy = engine, mailer, policy
+        self.mailer, self.policy = mailer, policy
         self.moment, self.clock, self.retry, self.build = moment, clock, retry, build
         self.limit, self.stop = limit, stop
         self.token = uuid.uuid4().hex
         self.counts = DeliveryCounts(transport=mailer.description)
-        self._unwritten: list[Settlement] = []
+        self.database = Database(engine)
+        # Outcomes waiting for a commit plus sends in flight stay under 3 x connections
+        # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
+        self.writer = OutcomeWriter(self.database, write_settlements,
+                                    most=2 * max(1, mailer.concurrency) - 1)
         self._handled = 0
 
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     async def run(self) -> DeliveryCounts:
+        writer = asyncio.create_task(self.writer.run())
         heartbeat = asyncio.create_task(self._keep_lease())
         try:
-            while self.limit is None or self._handled < self.limit:
-                if requested(self.stop):  # claim nothing new
-                    break
-                batch = self._claim()
-                if not batch:
-                    break
-                self._handled += len(batch)
-                await self._send_all(self._prepare(batch))
-                self._flush()
+            await self._batches()
         finally:
             heartbeat.cancel()
-            await self.mailer.close()
-            self._flush()
-            with self.engine.begin() as connection:
-                released = release(connection, self.token)
-            if released:
-                log.info("delivery_stopped", released=released)
+            try:
+                await self.writer.flushed()  # every outcome committed before any release
+            finally:
+                writer.cancel()
+                await self.mailer.close()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.gather(writer, heartbeat, return_exceptions=True)
+            self.database.close()
+            with contextlib.suppress(GaveUp):
+                await self.database.run(lambda c: release(c, self.token),
+                                        give_up=self.stopping)
+        self.counts.commits = self.writer.commits
         log.info("delivery_finished", transport=self.counts.transport,
-                 **self.counts.as_dict(), errors=len(self.counts.errors))
+                 **self.counts.as_dict(), errors=len(self.counts.errors),
+                 stopped=self.stopping())
         return self.counts
+
+    async def _batches(self) -> None:
+        while not self.stopping() and (self.limit is None or self._handled < self.limit):
+            try:
+                batch = await self._claim()
+            except GaveUp:
+                return
+            if not batch:
+                return
+            self._handled += len(batch)
+            await self._send_all(await self._prepare(batch))
+            await self.writer.flushed()  # the next claim finds nothing unrecorded
 
     async def _keep_lease(self) -> None:
         """Extend the lease every third of it: a batch slowed down by a server that
         takes its time (timeouts of minutes) is never claimed by another process."""
         while True:
             await asyncio.sleep(self.retry.lease.total_seconds() / 3)
-            with self.engine.begin() as connection:
-                extend_lease(connection, self.token, self.clock() + self.retry.lease)
+            await self.database.run(
+                lambda c: extend_lease(c, self.token, self.clock() + self.retry.lease))
 
-    def _claim(self) -> list[Due]:
+    async def _claim(self) -> list[Due]:
         size = self.retry.batch if self.limit is None else min(
             self.retry.batch, self.limit - self._handled)
-        with self.engine.begin() as connection:
-            return claim(connection, self.moment, self.clock(), self.token,
-                         self.retry.lease, size)
 
-    def _prepare(self, batch: list[Due]) -> list[Due]:
+        def work(connection: Connection) -> list[Due]:
+            batch = claim(connection, self.moment, self.clock(), self.token,
+                          self.retry.lease, size)
+            crashpoints.reached("in_claim")
+            return batch
+
+        batch = await self.database.run(work, give_up=self.stopping)
+        crashpoints.reached("after_claim")
+        return batch
+
+    async def _prepare(self, batch: list[Due]) -> list[Due]:
         """Window decisions and message building; returns what goes out now."""
         ready, waits, skips = [], [], []
         for notice in batch:
@@ -596,14 +438,19 @@ class Drain:
                 ready.append(notice)
         self.counts.deferred += len(waits)
         self.counts.cancelled += len(skips)
-        with self.engine.begin() as connection:
+        missing = [n.id for n in ready if n.message_bytes is None or n.message_id is None]
+
+        def work(connection: Connection) -> tuple[dict[int, tuple[bytes, str]],
+                                                  dict[int, BuildFailure]]:
             write_waits(connection, waits)
             write_skips(connection, skips)
-            return self._built(connection, ready)
+            return build_messages(connection, missing, self.build)
 
-    def _built(self, connection: Connection, notices: list[Due]) -> list[Due]:
-        missing = [n.id for n in notices if n.message_bytes is None or n.message_id is None]
-        built, failed = build_messages(connection, missing, self.build)
+        built, failed = await self.database.run(work)
+        return self._built(ready, built, failed)
+
+    def _built(self, notices: list[Due], built: Mapping[int, tuple[bytes, str]],
+               failed: Mapping[int, BuildFailure]) -> list[Due]:
         ready = []
         for notice in notices:
             if notice.id in built:
@@ -620,11 +467,16 @@ class Drain:
         return ready
 
     async def _send_all(self, notices: list[Due]) -> None:
+        """Up to the mailer's concurrency at once. Before each message: nothing new once
+        stopping (the rest is released at the end), and nothing while the database is
+        away (a send in hand finishes; its outcome waits in the writer)."""
         queue = iter(notices)
 
         async def worker() -> None:
             for notice in queue:
-                if requested(self.stop):  # the rest stay claimed until `release`
+                await self.database.up.wait()
+                await self.writer.room()
+                if self.stopping():
                     return
                 self._settled(notice, await self._attempt(notice))
 
@@ -641,12 +493,15 @@ class Drain:
         data = stamp_date(notice.message_bytes or b"", self.clock())
         outgoing = Outgoing(notice.key, notice.sender, pending, data, notice.message_id or "")
         try:
-            return await self.mailer.send(outgoing)
+            outcome = await self.mailer.send(outgoing)
         except Exception as error:  # a mailer bug must not lose the notice: retry it
             log.exception("mailer_failed", id=notice.id)
             self._error(notice.id, f"mailer error: {type(error).__name__}: {error}")
             return Outcome.for_all(pending, Verdict.TRANSIENT, None,
                                    f"mailer error: {type(error).__name__}")
+        if outcome.accepted:
+            crashpoints.reached("after_accept")
+        return outcome
 
     def _settled(self, notice: Due, outcome: Outcome) -> None:
         if not notice.recipients:
@@ -655,19 +510,14 @@ class Drain:
         if not notice.recipients:
             settlement = replace(settlement, status="failed", last_error="no recipients")
         self.counts.add(settlement)
+        if settlement.sent_at is not None and notice.due_since is not None:
+            metrics.record_delivery_latency((settlement.sent_at - notice.due_since)
+                                            .total_seconds())
         if settlement.status != "sent":  # retries at debug: a server down is one summary
             level = log.debug if settlement.status == "retrying" else log.warning
             level(f"notice_{settlement.status}", id=notice.id, kind=notice.kind,
                   attempts=settlement.attempts, error=settlement.last_error)
-        self._unwritten.append(settlement)
-        if len(self._unwritten) >= FLUSH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._unwritten:
-            unwritten, self._unwritten = self._unwritten, []
-            with self.engine.begin() as connection:
-                write_settlements(connection, unwritten)
+        self.writer.add(settlement)
 
     def _error(self, notification_id: int, reason: str) -> None:
         self.counts.errors.append({"record": "notification", "id": str(notification_id),
@@ -677,9 +527,9 @@ class Drain:
 async def drain(
     engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *, clock: Clock,
     retry: RetryPolicy | None = None, limit: int | None = None, build: Builder = build_for,
-    stop: Stop = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryCounts:
-    """`deliver_due` inside a running event loop."""
+    """One drain inside a running event loop (no turn-taking: see `deliver_due`)."""
     return await Drain(engine, mailer, policy, moment, clock=clock,
                        retry=retry or retry_policy(policy), build=build, limit=limit,
                        stop=stop).run()
@@ -688,20 +538,27 @@ async def drain(
 def deliver_due(
     engine: Engine, policy: Policy, settings: Settings, moment: datetime, *, clock: Clock,
     mailer: Mailer | None = None, retry: RetryPolicy | None = None, limit: int | None = None,
-    stop: Stop = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryCounts:
     """Deliver every notification due at the pass moment `moment`; return the counts.
 
     `moment` judges the send window and the retry schedule; `clock()` gives the real
     time for `sent_at`, the Date header and leases. The mailer is SMTP when SMTP_URL is
-    set, else `.eml` files under `settings.mail_dir` (`counts.transport` says which).
-    Refused or undeliverable messages are counted, not raised. Once `stop` is set the
-    drain claims nothing more, finishes the messages being sent, writes their outcomes
-    and gives back the claims it has not used (another process takes them at once).
+    set (at most [delivery] connections at once), else `.eml` files under
+    `settings.mail_dir` (`counts.transport` says which). Refused or undeliverable
+    messages are counted, not raised. One drain at a time in a process: a second caller
+    waits for the first to finish. `stop` set: see the module docstring.
     """
-    chosen = mailer if mailer is not None else open_mailer(settings)
-    return asyncio.run(drain(engine, chosen, policy, moment, clock=clock, retry=retry,
-                             limit=limit, stop=stop))
+    chosen = mailer if mailer is not None else open_mailer(
+        settings, connections=policy.delivery.connections)
+    if not _ONE_DRAIN.acquire(blocking=False):
+        log.info("delivery_waiting", reason="another drain of this process is running")
+        _ONE_DRAIN.acquire()
+    try:
+        return asyncio.run(drain(engine, chosen, policy, moment, clock=clock, retry=retry,
+                                 limit=limit, stop=stop))
+    finally:
+        _ONE_DRAIN.release()
 
 
 def plan_due(connection: Connection, policy: Policy, moment: datetime) -> Counter[str]:

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, Row
 
-from worker import evaluate
+from worker import crashpoints, evaluate
 from worker.db.dashboard import digest_groups
 from worker.db.schema import CODES, CUSTOMERS, RESELLERS, SUBSCRIPTIONS
 from worker.db.snapshots import (
@@ -243,6 +243,7 @@ def _evaluate_all(
     )
     for name, table, handler in stages:
         ids = due_ids(connection, table, moment)
+        crashpoints.reached("after_select")
         if not dry_run:
             connection.commit()
         for done, chunk in enumerate(_chunks(ids), start=1):
@@ -252,6 +253,7 @@ def _evaluate_all(
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
                 _write(connection, batch, summary, build)
+                crashpoints.reached("in_chunk")
             if progress is not None:
                 progress(name, min(done * CHUNK, len(ids)), len(ids))
     if requested(stop):

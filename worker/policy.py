@@ -153,8 +153,9 @@ class ShutdownPolicy(_Section):
 class DeliveryPolicy(_Section):
     retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
         5, 15, 30, 60, 120, 240, 480, 720, 1440)
-    lease_minutes: PositiveDays = 15
+    lease_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 15
     batch: PositiveDays = 200
+    connections: Annotated[StrictInt, Field(gt=0, le=100)] = 4
 
     @field_validator("retry_delays_minutes")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from worker.mailer.base import (
     DeliveryFailure,
     Mailer,
@@ -26,9 +28,11 @@ __all__ = [
 ]
 
 
-def open_mailer(settings: Settings) -> Mailer:
-    """SMTP when SMTP_URL is set, `.eml` files under `settings.mail_dir` otherwise."""
+def open_mailer(settings: Settings, connections: int = 4) -> Mailer:
+    """SMTP when SMTP_URL is set (at most `connections` at once), `.eml` files under
+    `settings.mail_dir` otherwise."""
     if settings.smtp_url is None:
         return FileMailer(settings.mail_dir)
-    return SmtpMailer(SmtpConfig.from_url(settings.smtp_url, settings.smtp_username,
-                                          settings.smtp_password))
+    config = SmtpConfig.from_url(settings.smtp_url, settings.smtp_username,
+                                 settings.smtp_password)
+    return SmtpMailer(replace(config, pool_size=connections))

@@ -1,0 +1,196 @@
+"""The drain's way to the database: calls that outlive an outage, and outcomes written
+by group commit.
+
+`Database.run(work)` runs `work(connection)` in one transaction on a worker thread, so
+the event loop goes on sending while the database works. When the database is away (a
+connection refused or cut, a restart, a lock that does not clear) the call is tried
+again with a doubling delay until the database answers; the outage is logged once when
+it starts and once when it ends, and `up` is clear while it lasts, so the drain starts
+no new send.
+
+`OutcomeWriter` keeps every outcome until the transaction that records it has
+committed (cleared after the commit, never before), and commits whatever has
+accumulated as soon as the previous commit is done. Senders hold back while `most`
+outcomes wait for a commit: a sender checks before each message, so outcomes waiting
+plus messages in flight never exceed `most - 1 + connections`, and that is all a SIGKILL
+can send twice (the drain sets `most` to 2 x connections - 1: 10 with 4 connections).
+Without the bound a slow commit (a WAL checkpoint, a busy server) let ten to thirty
+accepted messages pile up unrecorded; with it a kill at full speed sends one to four
+twice (scripts/bench_kill.py), and delivery keeps its pace, because the commits run on
+a worker thread while the loop sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from worker.delivery.decisions import Settlement, database_backoff
+
+log = structlog.get_logger("worker.outbox")
+T = TypeVar("T")
+
+
+class GaveUp(Exception):
+    """`Database.run` stopped retrying because its caller no longer needs the result."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database is away (as opposed to a statement it refuses: a bug, not retried)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+class Database:
+    """Transactions on worker threads that wait out an outage (module docstring).
+
+    A caller that runs one transaction after another (`lane="writer"`) keeps its own
+    connection between them: no pool checkout and no liveness ping (a round trip on
+    PostgreSQL) per commit. A lane's connection is dropped when it fails and opened
+    again on the next attempt; `close` ends them all."""
+
+    def __init__(
+        self, engine: Engine, backoff: Callable[[int], float] = database_backoff
+    ) -> None:
+        self.engine = engine
+        self.backoff = backoff
+        self.up = asyncio.Event()
+        self.up.set()
+        self._failures = 0
+        self._down_since = 0.0
+        self._lanes: dict[str, Connection] = {}
+
+    async def run(
+        self, work: Callable[[Connection], T], *, give_up: Callable[[], bool] | None = None,
+        lane: str | None = None,
+    ) -> T:
+        """`work`'s result once a transaction running it has committed. Retried while
+        the database is away; `give_up()` true between attempts raises `GaveUp`."""
+        while True:
+            try:
+                result = await asyncio.to_thread(self._transaction, work, lane)
+            except DBAPIError as error:
+                if not is_outage(error):
+                    raise
+                self._failed(error)
+                await asyncio.sleep(self.backoff(self._failures))
+                if give_up is not None and give_up():
+                    raise GaveUp from error
+                continue
+            self._answered()
+            return result
+
+    def _transaction(self, work: Callable[[Connection], T], lane: str | None) -> T:
+        if lane is None:
+            with self.engine.begin() as connection:
+                return work(connection)
+        held = self._lanes.get(lane)
+        if held is None:
+            held = self.engine.connect()
+            self._lanes[lane] = held
+        try:
+            with held.begin():
+                return work(held)
+        except Exception:
+            del self._lanes[lane]
+            with contextlib.suppress(Exception):
+                held.invalidate()
+            raise
+
+    def close(self) -> None:
+        """End the lanes' connections."""
+        lanes, self._lanes = list(self._lanes.values()), {}
+        for connection in lanes:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _failed(self, error: DBAPIError) -> None:
+        self._failures += 1
+        if self.up.is_set():
+            self.up.clear()
+            self._down_since = time.monotonic()
+            log.warning("database_unavailable", error=str(error.orig or error).strip()[:300],
+                        action="sending paused; outcomes kept and written when it answers")
+
+    def _answered(self) -> None:
+        if not self.up.is_set():
+            log.info("database_available", attempts=self._failures,
+                     down_seconds=round(time.monotonic() - self._down_since, 1))
+            self.up.set()
+        self._failures = 0
+
+
+class OutcomeWriter:
+    """Group commit of settlements through `write` (module docstring).
+
+    `add` never blocks and never fails; `flushed()` returns once everything added so far
+    is committed (it raises what stopped the writer, if something did: a bug)."""
+
+    def __init__(
+        self, database: Database, write: Callable[[Connection, Sequence[Settlement]], None],
+        most: int = 4,
+    ) -> None:
+        self.database = database
+        self.write = write
+        self.most = most
+        self.commits = 0
+        self._pending: list[Settlement] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._broken: BaseException | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, settlement: Settlement) -> None:
+        self._pending.append(settlement)
+        self._idle.clear()
+        self._wake.set()
+        if len(self._pending) >= self.most:
+            self._room.clear()
+
+    async def room(self) -> None:
+        """Returns once fewer than `most` outcomes wait for their commit: a sender awaits
+        it before each new message, so a slow commit (a checkpoint, a busy server)
+        slows sending down instead of widening what a crash would send twice."""
+        await self._room.wait()
+
+    async def run(self) -> None:
+        """The writer's task: commit what accumulated, again and again, until cancelled."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    batch = list(self._pending)
+                    await self.database.run(self._writing(batch), lane="writer")
+                    del self._pending[:len(batch)]  # only now: the commit is done
+                    self.commits += 1
+                    if len(self._pending) < self.most:
+                        self._room.set()
+                self._idle.set()
+        except Exception as error:  # a bug: let `flushed` raise it rather than hang
+            self._broken = error
+            self._idle.set()
+            self._room.set()
+            raise
+
+    def _writing(self, batch: list[Settlement]) -> Callable[[Connection], None]:
+        return lambda connection: self.write(connection, batch)
+
+    async def flushed(self) -> None:
+        await self._idle.wait()
+        if self._broken is not None:
+            raise self._broken
