@@ -52,7 +52,8 @@ def _subscription(index: int, customers: int) -> dict[str, Any]:
             "reseller_id": f"R{owner % RESELLER_COUNT:03d}", "product": "TBox",
             "licences": 1 + index % 50, "start_date": start,
             "anniversary_date": add_months(start, 12, start.day), "anchor_day": start.day,
-            "term_months": 12, "first_term_extended": False, "auto_renew": index % 3 == 0,
+            "term_months": 12, "current_term_months": 12, "first_term_extended": False,
+            "auto_renew": index % 3 == 0,
             "status": "pending_start", "bucket": "not_started", "next_check_at": EPOCH,
             "error": None}
 

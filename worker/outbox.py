@@ -32,9 +32,10 @@ the server's 250 and before the commit, the outcomes not yet committed (at most
 the lease, with the same Message-ID and the same bytes; inside a claim, nothing (the
 claim is rolled back, every earlier outcome is committed).
 
-A stop request (`stop`, a `threading.Event`) claims nothing more, sends nothing more,
-finishes the sends in hand, writes every outcome and gives back the leases of the rows
-claimed and not sent, so another process takes them at once.
+A stop request (`stop`: a `threading.Event` or a callable, `worker.stopping`) claims
+nothing more, sends nothing more, finishes the sends in hand, writes every outcome and
+gives back the leases of the rows claimed and not sent, so another process takes them
+at once.
 
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
 `message_bytes` while the notice waits, and stamped with their Date at each hand-over;
@@ -89,6 +90,7 @@ from worker.messages import UnsafeHeader, message_bytes, message_id_for
 from worker.policy import Policy
 from worker.render import render_notification
 from worker.settings import Settings
+from worker.stopping import Stop, requested
 
 __all__ = [
     "DIGEST", "FINAL", "R_DEAD", "R_FAILED", "R_RETRYING", "R_SENT", "WAITING",
@@ -349,7 +351,7 @@ class Drain:
     def __init__(
         self, engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *,
         clock: Clock, retry: RetryPolicy, build: Builder = build_for,
-        limit: int | None = None, stop: threading.Event | None = None,
+        limit: int | None = None, stop: Stop = None,
     ) -> None:
         self.mailer, self.policy = mailer, policy
         self.moment, self.clock, self.retry, self.build = moment, clock, retry, build
@@ -364,7 +366,7 @@ class Drain:
         self._handled = 0
 
     def stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        return requested(self.stop)
 
     async def run(self) -> DeliveryCounts:
         writer = asyncio.create_task(self.writer.run())
@@ -527,7 +529,7 @@ class Drain:
 async def drain(
     engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *, clock: Clock,
     retry: RetryPolicy | None = None, limit: int | None = None, build: Builder = build_for,
-    stop: threading.Event | None = None,
+    stop: Stop = None,
 ) -> DeliveryCounts:
     """One drain inside a running event loop (no turn-taking: see `deliver_due`)."""
     return await Drain(engine, mailer, policy, moment, clock=clock,
@@ -538,7 +540,7 @@ async def drain(
 def deliver_due(
     engine: Engine, policy: Policy, settings: Settings, moment: datetime, *, clock: Clock,
     mailer: Mailer | None = None, retry: RetryPolicy | None = None, limit: int | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop = None,
 ) -> DeliveryCounts:
     """Deliver every notification due at the pass moment `moment`; return the counts.
 

@@ -95,6 +95,11 @@ class Customer(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+def _term_sold(context: Any) -> Any:
+    """A new subscription's current term is the term sold until a pass moves it."""
+    return context.get_current_parameters().get("term_months")
+
+
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
@@ -114,7 +119,7 @@ class Subscription(Base):
     # and the worker's own term, which moves when an extended first term ends or a
     # pending change applies. Rules read only the current one.
     term_months: Mapped[int | None] = mapped_column(Integer)
-    current_term_months: Mapped[int] = mapped_column(Integer)
+    current_term_months: Mapped[int] = mapped_column(Integer, default=_term_sold)
     first_term_extended: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
     renewal_ordered_on: Mapped[date | None]
