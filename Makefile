@@ -6,6 +6,7 @@
 #   make test    install, then run the whole test suite (what CI runs)
 #   make lint    ruff + mypy
 #   make bench   scripts/bench_pass.py, when present
+#   make mutate  mutation check of the pure core (mutmut; slow, not part of `make test`)
 #
 # Extra pytest arguments: make test PYTEST_ARGS='-k demo -x'
 # Demo date (default today, UTC): make demo DEMO_DATE=2027-03-01
@@ -17,7 +18,14 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_DATE ?=
 
-.PHONY: install test demo lint bench clean
+# Mutants run by `make mutate` (mutmut names: module.x_function__mutmut_N; fnmatch
+# patterns). Files that may be mutated at all: [tool.mutmut] only_mutate in pyproject.toml.
+MUTATE ?= 'worker.calendar.*' 'worker.rules.*' \
+	'worker.outbox.x_window_decision__*' 'worker.outbox.x__window__*' \
+	'worker.outbox.x_retry_decision__*' 'worker.outbox.x_settle__*' 'worker.outbox.x__final__*'
+MUTATE_JOBS ?= 2
+
+.PHONY: install test demo lint bench mutate clean
 
 install: $(STAMP)
 
@@ -45,5 +53,11 @@ bench: $(STAMP)
 	@if [ -f scripts/bench_pass.py ]; then $(PY) scripts/bench_pass.py; \
 	else echo "scripts/bench_pass.py does not exist yet: nothing to run"; fi
 
+# Hypothesis runs derandomized (profile "ci") so that a mutant is judged the same way
+# every time. Results stay in mutants/ (`mutmut results`, `mutmut show NAME`).
+mutate: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE)
+	$(PY) scripts/mutation_report.py
+
 clean:
-	rm -rf $(VENV) var/demo
+	rm -rf $(VENV) var/demo mutants
