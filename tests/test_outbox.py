@@ -103,6 +103,8 @@ def test_customer_mail_waits_for_the_window_in_the_recipients_time(
 @pytest.mark.parametrize(("start", "end", "moment", "expected"), [
     ("22:00", "06:00", "2027-03-10T23:00:00Z", SendNow()),
     ("22:00", "06:00", "2027-03-10T05:59:00Z", SendNow()),
+    ("22:00", "06:00", "2027-03-10T06:00:00Z", WaitUntil(at("2027-03-10T22:00:00Z"))),
+    ("22:00", "06:00", "2027-03-10T22:00:00Z", SendNow()),
     ("22:00", "06:00", "2027-03-10T12:00:00Z", WaitUntil(at("2027-03-10T22:00:00Z"))),
     ("00:00", "00:00", "2027-03-10T03:00:00Z", SendNow()),
 ])
@@ -112,6 +114,15 @@ def test_a_window_may_wrap_midnight_or_span_the_whole_day(
     """start > end wraps midnight; start == end means any time."""
     policy = build_policy({"send_window": {"start": start, "end": end}})
     assert expected == window_decision(notice(timezone="UTC"), at(moment), policy)
+
+
+def test_a_digest_whose_next_opening_falls_on_the_next_local_date_is_skipped() -> None:
+    """Auckland, 21:00 on 10 March (08:00Z): the window reopens on 11 March local time,
+    still 10 March in UTC; the digest of 10 March can no longer go out."""
+    digest = notice("reseller_digest", "Pacific/Auckland", occasion=date(2027, 3, 10))
+    assert isinstance(window_decision(digest, at("2027-03-10T08:00:00Z"), POLICY), Skip)
+    assert WaitUntil(at("2027-03-09T19:00:00Z")) == window_decision(
+        digest, at("2027-03-09T18:00:00Z"), POLICY)  # 07:00 on 10 March there
 
 
 @pytest.mark.parametrize(("moment", "expected"), [
@@ -213,8 +224,8 @@ def test_one_recipient_refused_for_good_among_two_is_recorded_and_the_rest_sent(
     result = settle(notice(recipients=(A, B)), replies(
         (A, Verdict.ACCEPTED, 250), (B, Verdict.PERMANENT, 550)), T, T, RetryPolicy())
     assert result.status == "sent"
-    assert result.results[B]["status"] == "failed"
-    assert result.results[B]["code"] == 550
+    assert {"status": "failed", "code": 550, "reply": "text 550",
+            "at": T.isoformat()} == result.results[B]
     assert result.refused == 1
     assert "550" in (result.last_error or "")
 
@@ -224,6 +235,7 @@ def test_a_recipient_refused_for_now_is_retried_alone() -> None:
     first = settle(notice(recipients=(A, B)), replies(
         (A, Verdict.ACCEPTED, 250), (B, Verdict.TRANSIENT, 452)), T, T, RetryPolicy())
     assert (first.status, first.not_before) == ("retrying", T + timedelta(minutes=5))
+    assert "452 text 452 (b@x.example)" == first.last_error
     again = notice(recipients=(A, B), attempts=first.attempts, results=first.results)
     assert again.pending == (B,)
     later = T + timedelta(minutes=5)
@@ -235,8 +247,15 @@ def test_retries_exhausted_make_the_notice_dead() -> None:
     retry = RetryPolicy.from_minutes([5])
     last = settle(notice(attempts=1), replies((A, Verdict.TRANSIENT, 451)), T, T, retry)
     assert last.status == "dead"
-    assert last.results[A]["status"] == "dead"
-    assert (last.last_error or "").startswith("gave up after 2 attempts")
+    assert {"status": "dead", "code": 451, "reply": "text 451",
+            "at": T.isoformat()} == last.results[A]
+    assert "gave up after 2 attempts; last: 451 text 451 (a@x.example)" == last.last_error
+
+
+def test_a_long_reply_is_kept_to_its_first_500_characters() -> None:
+    long = Outcome((Reply(A, Verdict.PERMANENT, 550, "x" * 600),))
+    result = settle(notice(), long, T, T, RetryPolicy())
+    assert "x" * 500 == result.results[A]["reply"]
 
 
 def test_refused_for_good_by_everyone_is_failed_at_once() -> None:
