@@ -519,3 +519,98 @@ def test_a_monthly_term_without_auto_renew_expires_into_grace(policy: Policy) ->
     history = daily(state, date(2027, 2, 10), policy)
     assert ("grace", ["subscription_expired"]) == (
         history[date(2027, 2, 10)].state.status, new_kinds(history, date(2027, 2, 10)))
+
+
+# The audit trail and the templates read more than the status: every move's reason and
+# date, and each notice's facts. Walked day by day; the literal lists below are the
+# trail DOMAIN.md describes for each story.
+TRAIL_START = [("active", "started", START),
+               ("renewal_upcoming", "renewal_upcoming", date(2027, 1, 29)),
+               ("ready_for_renewal", "renewal_window", date(2027, 2, 13))]
+
+
+def _renew_on(day: date, years: int = 1) -> Import:
+    return lambda s: replace(s, renewal=Renewal(day, years))
+
+
+STORIES = [
+    pytest.param(subscription(), {}, AD + timedelta(days=15), [
+        ("grace", "anniversary_passed", AD), ("lapsed", "grace_over", date(2027, 3, 29))],
+        ("subscription_lapsed", date(2027, 3, 29),
+         {"anniversary_date": "2027-03-15", "lapse_date": "2027-03-29"}), id="lapse"),
+    pytest.param(subscription(), {date(2027, 2, 20): _renew_on(date(2027, 2, 20), 2)},
+                 AD + timedelta(days=1), [
+        ("renewed", "renewal_recorded", date(2027, 2, 20)), ("active", "renewal_applied", AD)],
+        ("renewal_confirmed", date(2027, 2, 20),
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2029-03-15",
+          "years": 2, "ordered_on": "2027-02-20"}), id="renewed-for-two-years-before-the-ad"),
+    pytest.param(subscription(renewal=Renewal(AD, 1)), {}, AD + timedelta(days=1), [
+        ("active", "renewal_applied", AD)],
+        ("renewal_confirmed", AD,
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2028-03-15",
+          "years": 1, "ordered_on": "2027-03-15"}), id="ordered-on-the-ad-itself"),
+    pytest.param(subscription(), {date(2027, 3, 20): _renew_on(date(2027, 3, 20))},
+                 AD + timedelta(days=6), [
+        ("grace", "anniversary_passed", AD), ("active", "renewed_late", date(2027, 3, 20))],
+        ("renewal_confirmed", date(2027, 3, 20),
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2028-03-15",
+          "years": 1, "ordered_on": "2027-03-20"}), id="renewed-late-in-grace"),
+    pytest.param(subscription(), {date(2027, 2, 20): _renew_on(date(2027, 2, 20)),
+                                  date(2027, 2, 24): lambda s: replace(s, renewal=None)},
+                 date(2027, 2, 25), [
+        ("renewed", "renewal_recorded", date(2027, 2, 20)),
+        ("ready_for_renewal", "renewal_withdrawn", date(2027, 2, 24))],
+        None, id="renewal-withdrawn"),
+    pytest.param(subscription(), {
+        date(2027, 2, 20): lambda s: replace(s, anniversary_date=date(2027, 6, 15))},
+        date(2027, 2, 21), [("active", "anniversary_moved", date(2027, 2, 20))],
+        None, id="ad-moved-later-before-it"),
+    pytest.param(subscription(), {
+        date(2027, 3, 20): lambda s: replace(s, anniversary_date=date(2027, 6, 15))},
+        date(2027, 3, 21), [("grace", "anniversary_passed", AD),
+                            ("active", "anniversary_moved", date(2027, 3, 20))],
+        None, id="ad-moved-later-in-grace"),
+    pytest.param(subscription(auto_renew=True, change=PendingChange(24, AD)), {},
+                 AD + timedelta(days=1), [("active", "auto_renewed", AD)],
+        ("term_change_applied", AD,
+         {"anniversary_date": "2027-03-15", "from_term_months": 12, "to_term_months": 24}),
+        id="auto-renewed-with-a-term-change"),
+]
+
+
+@pytest.mark.parametrize(("state", "imports", "until", "trail", "notice"), STORIES)
+def test_each_story_leaves_its_trail_of_reasons_and_dates_and_its_notice_facts(
+    state: SubscriptionState, imports: Mapping[date, Import], until: date,
+    trail: list[tuple[str, str, date]], notice: tuple[str, date, dict[str, object]] | None,
+    policy: Policy,
+) -> None:
+    history = daily(state, until, policy, imports)
+    moves = [(c.field, c.to_value, c.reason, c.effective_on)
+             for result in history.values() for c in result.changes]
+    assert [("status", *move) for move in TRAIL_START + trail] == moves
+    if notice is not None:
+        kind, occasion_date, facts = notice
+        [found] = {n.key: n for r in history.values() for n in r.notices
+                   if n.kind == kind}.values()
+        assert (occasion_date, facts) == (found.occasion_date, found.facts)
+
+
+def test_auto_renewal_notice_names_both_anniversaries_and_the_new_term(policy: Policy) -> None:
+    history = daily(subscription(auto_renew=True, change=PendingChange(24, AD)),
+                    AD, policy)
+    [found] = [n for n in history[AD].notices if n.kind == "auto_renewed"]
+    assert {"anniversary_date": "2027-03-15", "next_anniversary_date": "2029-03-15",
+            "term_months": 24} == found.facts
+    assert (date(2029, 3, 15), 24, None) == (
+        history[AD].state.anniversary_date, history[AD].state.term_months,
+        history[AD].state.pending_change)
+
+
+def test_a_change_for_a_later_anniversary_survives_an_auto_renewal(policy: Policy) -> None:
+    """Due at the 2028 AD: the 2027 renewal keeps it waiting, unchanged."""
+    change = PendingChange(1, NEXT_AD)
+    history = daily(subscription(auto_renew=True, change=change), AD, policy)
+    assert (NEXT_AD, 12, change) == (history[AD].state.anniversary_date,
+                                     history[AD].state.term_months,
+                                     history[AD].state.pending_change)
+    assert [] == [n for n in history[AD].notices if n.kind == "term_change_applied"]
