@@ -248,3 +248,25 @@ def test_a_pass_after_a_gap_dates_the_reinstatement_on_the_payment_day(policy: P
 def test_a_customer_who_never_fell_behind_gets_no_notice(policy: Policy) -> None:
     """Current before and after (a request paid on day 30): nothing to say."""
     assert [] == [n for r in daily(PAID_ON_DAY_30, 40, policy).values() for n in r.notices]
+
+
+def test_a_request_not_yet_late_opens_no_episode_and_asks_for_day_31(policy: Policy) -> None:
+    """Current with a young unpaid request: no episode, no date, woken on day 31 (never
+    again today)."""
+    for today in (day(0), day(10)):
+        result = evaluate_payment("c1", Standing(), UNPAID, today, policy)
+        assert (Standing(), day(31)) == (result.standing, result.next_check_on)
+
+
+def test_a_new_oldest_request_starts_a_new_episode_on_that_day(policy: Policy) -> None:
+    """pa1 (day 0) is paid on day 40 while pa2 (day 5) is 35 days old: still late, now for
+    pa2, since day 40; a catch-up pass agrees."""
+    two = (invoice("pa1", 0, 40), invoice("pa2", 5))
+    expected = Standing("late", "pa2", day(40), None)
+    assert expected == daily(two, 45, policy)[day(45)].standing
+    assert expected == evaluate_payment("c1", Standing(), two, day(45), policy).standing
+
+
+def test_paying_everything_clears_the_episode_and_any_bar(policy: Policy) -> None:
+    assert Standing("current", None, day(70), None) == daily(
+        PAID_WHILE_SUSPENDED, 75, policy)[day(75)].standing

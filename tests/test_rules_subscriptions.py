@@ -614,3 +614,57 @@ def test_a_change_for_a_later_anniversary_survives_an_auto_renewal(policy: Polic
                                      history[AD].state.term_months,
                                      history[AD].state.pending_change)
     assert [] == [n for n in history[AD].notices if n.kind == "term_change_applied"]
+
+
+def _ready(policy: Policy) -> SubscriptionState:
+    """s1 as the pass of the day before its AD leaves it: ready for renewal."""
+    return daily(subscription(), AD - timedelta(days=1), policy)[AD - timedelta(days=1)].state
+
+
+def _moves(result: SubscriptionResult) -> list[tuple[str, str, date]]:
+    return [(c.to_value, c.reason, c.effective_on) for c in result.changes]
+
+
+def test_one_catch_up_pass_lapses_then_applies_a_renewal_ordered_after_the_lapse(
+    policy: Policy,
+) -> None:
+    """No pass from the day before the AD to AD + 25; ordered on AD + 20."""
+    state = replace(_ready(policy), renewal=Renewal(AD + timedelta(days=20), 1))
+    result = evaluate_subscription(state, AD + timedelta(days=25), policy)
+    assert [("grace", "anniversary_passed", AD),
+            ("lapsed", "grace_over", AD + timedelta(days=14)),
+            ("active", "renewed_late", AD + timedelta(days=20))] == _moves(result)
+    assert NEXT_AD == result.state.anniversary_date
+
+
+def test_one_catch_up_pass_goes_on_past_a_late_renewal_to_the_next_terms_thresholds(
+    policy: Policy,
+) -> None:
+    """Renewed in grace (AD + 5), next pass 330 days after the AD: the new term's
+    renewal_upcoming (NEXT_AD - 45) is reached in the same pass."""
+    state = replace(_ready(policy), renewal=Renewal(AD + timedelta(days=5), 1))
+    result = evaluate_subscription(state, AD + timedelta(days=330), policy)
+    assert [("grace", "anniversary_passed", AD),
+            ("active", "renewed_late", AD + timedelta(days=5)),
+            ("renewal_upcoming", "renewal_upcoming", NEXT_AD - timedelta(days=45))
+            ] == _moves(result)
+
+
+def test_a_renewal_ordered_on_the_lapse_day_prevents_the_lapse(policy: Policy) -> None:
+    ordered = AD + timedelta(days=14)
+    history = daily(subscription(), ordered, policy, {ordered: _renew_on(ordered)})
+    assert [("active", "renewed_late", ordered)] == _moves(history[ordered])
+
+
+def test_a_renewal_known_only_after_the_lapse_takes_effect_on_the_lapse_day(
+    policy: Policy,
+) -> None:
+    """Ordered in grace (AD + 10) but imported at AD + 20, after the lapse: a move cannot
+    be dated before the status it leaves, so renewal and confirmation are dated AD + 14."""
+    lapse_day = AD + timedelta(days=14)
+    history = daily(subscription(), AD + timedelta(days=20), policy,
+                    {AD + timedelta(days=20): _renew_on(AD + timedelta(days=10))})
+    assert [("active", "renewed_late", lapse_day)] == _moves(history[AD + timedelta(days=20)])
+    [confirmed] = [n for n in history[AD + timedelta(days=20)].notices
+                   if n.kind == "renewal_confirmed"]
+    assert lapse_day == confirmed.occasion_date
