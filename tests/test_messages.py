@@ -346,7 +346,9 @@ def test_any_subject_or_name_reaches_the_reader_intact_and_injects_nothing(
     subject: str, name: str, recipient_name: str
 ) -> None:
     """Whatever the characters, the header set is unchanged and a mail client decodes
-    exactly the neutralised value: no space lost, none added."""
+    exactly the neutralised value: no space lost, none added. Oracle: Python's own
+    parser and RFC 2047 decoder on the bytes. Catches: a CR/LF or encoded word let
+    through (a new header), a fold that drops or adds a space, a name cut mid-character."""
     row = copy.deepcopy(ROW)
     row["payload"]["reseller"]["sender_name"] = name
     row["payload"]["recipient_names"] = [recipient_name]
