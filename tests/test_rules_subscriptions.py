@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.calendar import anchor_day, local_date
+from worker.errors import RecordError
 from worker.policy import Policy
 from worker.rules.subscriptions import (
     PendingChange,
@@ -668,3 +669,42 @@ def test_a_renewal_known_only_after_the_lapse_takes_effect_on_the_lapse_day(
     [confirmed] = [n for n in history[AD + timedelta(days=20)].notices
                    if n.kind == "renewal_confirmed"]
     assert lapse_day == confirmed.occasion_date
+
+
+def test_in_grace_the_next_checks_are_the_grace_ending_day_then_the_lapse_day(
+    policy: Policy,
+) -> None:
+    history = daily(subscription(), AD + timedelta(days=12), policy)
+    assert [date(2027, 3, 26), date(2027, 3, 29), date(2027, 3, 29)] == [
+        history[day].next_check_on for day in (AD, date(2027, 3, 26), date(2027, 3, 27))]
+
+
+def test_a_renewal_ordered_on_the_window_day_goes_straight_to_renewed(policy: Policy) -> None:
+    """The order and the AD - 30 threshold fall on one day: the order wins, with no
+    ready_for_renewal step recorded."""
+    window = AD - timedelta(days=30)
+    history = daily(subscription(), window, policy, {window: _renew_on(window)})
+    assert [("renewed", "renewal_recorded", window)] == _moves(history[window])
+
+
+def test_renewal_notices_name_the_anniversary_and_how_many_days_before(
+    policy: Policy,
+) -> None:
+    history = daily(subscription(), AD - timedelta(days=1), policy)
+    facts = {(n.kind, n.occasion_date): n.facts for r in history.values()
+             for n in r.notices if n.family == "renewal"}
+    assert {
+        ("renewal_upcoming", date(2027, 1, 29)): {"anniversary_date": "2027-03-15",
+                                                  "days_before": 45},
+        ("renewal_window_open", date(2027, 2, 13)): {"anniversary_date": "2027-03-15",
+                                                     "days_before": 30},
+        ("renewal_reminder", date(2027, 3, 8)): {"anniversary_date": "2027-03-15",
+                                                 "days_before": 7},
+        ("renewal_reminder", date(2027, 3, 14)): {"anniversary_date": "2027-03-15",
+                                                  "days_before": 1},
+    } == facts
+
+
+def test_an_unknown_stored_status_is_an_error_naming_the_subscription(policy: Policy) -> None:
+    with pytest.raises(RecordError, match=r"^subscription s1: unknown status 'bogus'$"):
+        evaluate_subscription(replace(subscription(), status="bogus"), AD, policy)
