@@ -708,3 +708,30 @@ def test_renewal_notices_name_the_anniversary_and_how_many_days_before(
 def test_an_unknown_stored_status_is_an_error_naming_the_subscription(policy: Policy) -> None:
     with pytest.raises(RecordError, match=r"^subscription s1: unknown status 'bogus'$"):
         evaluate_subscription(replace(subscription(), status="bogus"), AD, policy)
+
+
+def test_a_renewal_withdrawn_after_the_anniversary_falls_into_grace_in_the_same_pass(
+    policy: Policy,
+) -> None:
+    """Renewed 20 days before the AD; the order is withdrawn and the next pass comes three
+    days after the AD: back to ready_for_renewal, then grace, both on the day it was
+    learnt (no move is dated before the status it leaves)."""
+    ordered = AD - timedelta(days=20)
+    renewed = daily(subscription(), ordered, policy, {ordered: _renew_on(ordered)})[ordered]
+    learnt = AD + timedelta(days=3)
+    result = evaluate_subscription(replace(renewed.state, renewal=None), learnt, policy)
+    assert [("ready_for_renewal", "renewal_withdrawn", learnt),
+            ("grace", "anniversary_passed", learnt)] == _moves(result)
+
+
+def test_an_order_imported_late_is_recorded_and_confirmed_from_the_status_it_leaves(
+    policy: Policy,
+) -> None:
+    """Ordered at AD - 40, imported at AD - 20 (the subscription ready since AD - 30): the
+    renewal and its confirmation are dated AD - 30."""
+    window, imported = AD - timedelta(days=30), AD - timedelta(days=20)
+    history = daily(subscription(), imported, policy,
+                    {imported: _renew_on(AD - timedelta(days=40))})
+    assert [("renewed", "renewal_recorded", window)] == _moves(history[imported])
+    [confirmed] = [n for n in history[imported].notices if n.kind == "renewal_confirmed"]
+    assert window == confirmed.occasion_date
