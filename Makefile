@@ -7,6 +7,7 @@
 #   make lint    ruff + mypy
 #   make bench   every benchmark (scripts/bench_all.py): one table of ratios, also written
 #                to var/bench/latest.md; make bench BENCH_ARGS=--quick for a fast run
+#   make mutate  mutation check of the pure core (mutmut; slow, not part of `make test`)
 #
 # Extra pytest arguments: make test PYTEST_ARGS='-k demo -x'
 # Demo date (default today, UTC): make demo DEMO_DATE=2027-03-01
@@ -19,7 +20,15 @@ PYTEST_ARGS ?=
 DEMO_DATE ?=
 BENCH_ARGS ?=
 
-.PHONY: install test demo lint bench clean
+# Mutants run by `make mutate` (mutmut names: module.x_function__mutmut_N; fnmatch
+# patterns). Files that may be mutated at all: [tool.mutmut] only_mutate in pyproject.toml.
+MUTATE ?= 'worker.calendar.*' 'worker.rules.*' \
+	'worker.delivery.decisions.x_window_decision__*' 'worker.delivery.decisions.x__window__*' \
+	'worker.delivery.decisions.x_retry_decision__*' 'worker.delivery.decisions.x_settle__*' \
+	'worker.delivery.decisions.x__final__*'
+MUTATE_JOBS ?= 2
+
+.PHONY: install test demo lint bench mutate clean
 
 install: $(STAMP)
 
@@ -46,5 +55,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_all.py $(BENCH_ARGS)
 
+# Hypothesis runs derandomized (profile "ci") so that a mutant is judged the same way
+# every time. Results stay in mutants/ (`mutmut results`, `mutmut show NAME`).
+mutate: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE)
+	$(PY) scripts/mutation_report.py
+
 clean:
-	rm -rf $(VENV) var/demo
+	rm -rf $(VENV) var/demo mutants

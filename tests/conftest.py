@@ -2,6 +2,12 @@
 
 PostgreSQL tests need the server binaries (Debian's `postgresql` package). Locally they
 skip, saying why, when those are missing; under CI (CI=true) a missing server fails.
+
+Hypothesis profiles: "ci" when CI=true (derandomized, so a red build is reproducible
+and never depends on luck; no deadline, since two loaded cores make timings meaningless;
+statistics printed after the run), "dev" otherwise (random, a new search each run, a
+generous deadline). `HYPOTHESIS_PROFILE=name` or `--hypothesis-profile=name` chooses
+another (`make mutate` uses "ci": a mutant must be killed the same way every time).
 """
 
 from __future__ import annotations
@@ -9,9 +15,11 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import PostgresUnavailable, running_server
@@ -19,6 +27,25 @@ from worker.db.engine import make_engine, upgrade
 from worker.policy import Policy, load_policy
 
 _counter = itertools.count()
+
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=timedelta(seconds=2))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI, print Hypothesis's statistics (examples, time, stop reason) per test."""
+    if os.environ.get("CI"):
+        config.option.hypothesis_show_statistics = True
+
+
+def pytest_report_header() -> str:
+    profile = settings.default
+    return (f"hypothesis profile {settings.get_current_profile_name()!r}: "
+            f"derandomize={profile.derandomize}, deadline={profile.deadline}")
 
 
 @pytest.fixture(scope="session")

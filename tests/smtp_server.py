@@ -78,6 +78,16 @@ class Handler:
         self.lock = threading.Lock()
         self.connection_limit: int | None = None  # 421 to any connection beyond it
         self.active = 0
+        self.logins: list[tuple[str, bool]] = []  # (user name, over TLS) per AUTH
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                     mechanism: str, auth_data: Any) -> AuthResult:
+        """Accepts USER / PASSWORD only; records every attempt and whether it was over TLS."""
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login.decode(), auth_data.password.decode()) == (USER, PASSWORD)
+        login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?"
+        self.logins.append((login, session.ssl is not None))
+        return AuthResult(success=ok, handled=False)
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -160,13 +170,6 @@ class ScriptedController(Controller):
         return ScriptedSMTP(self.handler, self.connections, **self.SMTP_kwargs)
 
 
-def _authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                   auth_data: Any) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (
-        auth_data.login.decode(), auth_data.password.decode()) == (USER, PASSWORD)
-    return AuthResult(success=ok, handled=False)
-
-
 @dataclass
 class TestServer:
     port: int
@@ -195,19 +198,20 @@ class TestServer:
 def smtp_server(
     *, script: Script | None = None, certs: Certificates | None = None,
     starttls: bool = False, implicit_tls: bool = False, auth: bool = False,
-    connection_limit: int | None = None,
+    connection_limit: int | None = None, auth_in_clear: bool = False,
 ) -> Iterator[TestServer]:
     """A running server; `starttls` offers (and requires) STARTTLS, `auth` requires AUTH
-    (over TLS only), `connection_limit` answers 421 to connections beyond it. The script
-    and the limit apply once the server has started."""
+    (over TLS only, unless `auth_in_clear`: then AUTH is offered, not required, without
+    TLS, as a careless relay would), `connection_limit` answers 421 to connections
+    beyond it. The script and the limit apply once the server has started."""
     plan = script or Script()
     handler = Handler(Script())
     options: dict[str, Any] = {"server_hostname": "localhost", "ident": "test ESMTP"}
     if starttls and certs is not None:
         options.update(tls_context=certs.server, require_starttls=True)
     if auth:
-        options.update(authenticator=_authenticator, auth_required=True,
-                       auth_require_tls=True)
+        options.update(authenticator=handler.authenticate, auth_required=not auth_in_clear,
+                       auth_require_tls=not auth_in_clear)
     controller = ScriptedController(
         handler, hostname=HOST, port=free_port(),
         ssl_context=certs.server if implicit_tls and certs is not None else None, **options)

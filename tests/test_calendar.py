@@ -114,3 +114,27 @@ def test_local_midnight_is_the_first_instant_of_the_local_date(zone_name: str, d
     midnight = local_midnight(day, zone)
     assert day == local_date(midnight, zone)
     assert day - timedelta(days=1) == local_date(midnight - timedelta(microseconds=1), zone)
+
+
+def test_instants_are_given_in_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Local midnight and a local time of day come back with a UTC offset of zero even
+    when the process runs in Kolkata (+05:30): nothing leans on the host's zone."""
+    import time as host_time
+    from datetime import time as wall_time
+
+    from worker.calendar import local_time_of_day
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    host_time.tzset()
+    try:
+        midnight = local_midnight(date(2027, 3, 28), ZoneInfo("Europe/Paris"))
+        eight = local_time_of_day(date(2027, 3, 28), wall_time(8), ZoneInfo("Europe/Paris"))
+    finally:
+        monkeypatch.undo()
+        host_time.tzset()
+    assert (datetime(2027, 3, 27, 23, 0, tzinfo=UTC), timedelta(0)) == (
+        midnight, midnight.utcoffset())
+    assert (datetime(2027, 3, 28, 6, 0, tzinfo=UTC), timedelta(0)) == (
+        eight, eight.utcoffset())

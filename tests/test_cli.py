@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,8 @@ def test_a_policy_override_changes_the_rules_without_code(worker: Any, tmp_path:
 def test_a_record_the_rules_cannot_read_makes_the_pass_exit_three(
     worker: Any, tmp_path: Path, database_url: str
 ) -> None:
-    """The others are processed; the broken one is named in the summary."""
+    """The others are processed; the broken one is named in the summary and in a
+    `record_skipped` JSON log line."""
     from sqlalchemy import text
 
     from worker.db.engine import make_engine
@@ -147,6 +149,13 @@ def test_a_record_the_rules_cannot_read_makes_the_pass_exit_three(
     assert result.code == 3
     names = {(error["record"], error["id"]) for error in result.json()["errors"]}
     assert ("subscription", "s2") in names
+    # Off a terminal every log line is one JSON object; record_skipped names the record.
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    skipped = {(e["record"], e["id"]) for e in events if e["event"] == "record_skipped"}
+    assert names == skipped
+    assert all(e["reason"] for e in events if e["event"] == "record_skipped")
+    [finished] = [e for e in events if e["event"] == "pass_finished"]
+    assert finished["errors"] == len(names)
     statuses = {s["id"]: s["status"] for s in worker("export").json()["subscriptions"]}
     assert statuses["s1"] == "renewal_upcoming"
 
@@ -158,7 +167,10 @@ def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> Non
     before = worker("export").json()
     dry = worker("run", "--once", "--as-of", "2027-03-20T10:00:00Z", "--dry-run")
     assert dry.code == 0
-    assert "would queue" in dry.stdout
+    would_queue = dry.stdout.split("  would queue:\n", 1)[1].split("  records skipped", 1)[0]
+    planned = [line.split()[1:3] for line in would_queue.splitlines()]
+    assert ["subscription_expired", "s1"] in planned
+    assert f"notices queued: {len(planned)}\n" in dry.stdout
     result = worker("forecast", "--days", "60", "--from", "2027-01-21", "--format", "json")
     assert result.code == 0, result.stderr
     assert before == worker("export").json()
@@ -177,13 +189,27 @@ def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> Non
 
 
 def test_forecast_table_and_csv_are_readable(worker: Any, tmp_path: Path) -> None:
-    """The default table and the CSV list the same events."""
+    """The default table and the CSV list the same events, line for line."""
+    import csv
+    import re
+
     worker("import", write(tmp_path, portfolio()))
     table = worker("forecast", "--days", "3", "--from", "2027-01-28")
     rows = worker("forecast", "--days", "3", "--from", "2027-01-28", "--format", "csv")
     assert 0 == table.code == rows.code
-    assert "renewal_upcoming" in table.stdout
     assert rows.stdout.startswith("date,type,kind,ref,recipients,from,to\n")
+    from_csv = []
+    for row in csv.DictReader(rows.stdout.splitlines()):
+        detail = (row["kind"] + " " + row["recipients"].replace(";", ", ")
+                  if row["type"] == "notice" else f"{row['from']} -> {row['to']}")
+        from_csv.append((row["date"], row["type"], row["ref"], detail))
+    from_table = []
+    for line in table.stdout.splitlines():
+        day, kind, what, ref, rest = re.split(r"\s{2,}", line.strip())
+        from_table.append((day, kind, ref, f"{what} {rest}" if kind == "notice" else rest))
+    assert from_csv == from_table
+    assert ("2027-01-29", "notice", "s1", "renewal_upcoming paul@dupont.example") in from_csv
+    assert {"notice", "change"} == {event[1] for event in from_csv}
 
 
 def test_status_shows_the_dashboard(worker: Any, tmp_path: Path) -> None:
@@ -229,11 +255,21 @@ def test_db_upgrade_then_python_dash_m_worker_works(database_url: str, tmp_path:
 
 
 def test_run_text_summary_names_what_changed(worker: Any, tmp_path: Path) -> None:
-    """The default summary is for people: changes, notices, skipped records."""
+    """The default summary is for people: changes and notices counted, and broken down
+    by kind (the counts agree with what the export holds)."""
+    import re
+
     worker("import", write(tmp_path, portfolio()))
     result = worker("run", "--once", "--as-of", "2027-02-05T10:00:00Z")
-    assert "notices queued" in result.stdout
-    assert "status changes" in result.stdout
+    exported = worker("export").json()
+    queued = re.search(r"notices queued: (\d+)\n", result.stdout)
+    changes = re.search(r"status changes: (\d+)\n", result.stdout)
+    assert queued is not None
+    assert changes is not None
+    assert int(queued[1]) == len(exported["notifications"]) > 0
+    assert "3  subscription.status: pending_start -> active" in result.stdout
+    assert "2  renewal_upcoming" in result.stdout
+    assert "records skipped: 0" in result.stdout
 
 
 def test_a_pass_delivers_over_smtp_within_each_recipients_send_window(

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
+from worker.importer import import_data
 from worker.policy import Policy
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "demo_data.py"
@@ -194,10 +195,6 @@ def test_a_pass_on_the_as_of_date_meets_every_rule(as_of: date, policy: Policy) 
 
 
 def test_the_demo_file_imports_cleanly(engine: Engine, policy: Policy) -> None:
-    importer = pytest.importorskip("worker.importer", reason="worker.importer is not written yet")
-    import_data = getattr(importer, "import_data", None)
-    if import_data is None:
-        pytest.skip("worker.importer has no import_data yet")
     text = demo_data.render(AS_OF)
     report = import_data(engine, text, policy)
     assert report.warnings == ()

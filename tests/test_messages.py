@@ -1,5 +1,9 @@
 """Messages: CONTRACT.md's headers, both parts, and no header a value from data injects.
 
+This file holds the suite's one rendering grid (every kind x audience x locale, with
+realistic and with hostile data): each sample is rendered once and checked as text, as
+HTML and as the message sent.
+
 Every message is parsed back with Python's own parser: the header set must be exactly
 the expected one (no Bcc, no Cc, nothing smuggled in through a name or a subject),
 whatever the data.
@@ -109,39 +113,71 @@ def _check_message(row: dict[str, Any], data: bytes) -> EmailMessage:
     return parsed
 
 
-# -- every kind x audience x locale ----------------------------------------------------
+# -- every kind x audience x locale, rendered once -------------------------------------
+#
+# The one grid of the suite: each sample is rendered once and checked as the text, the
+# HTML and the message a mail client parses back.
+
+LOCALES = ("fr", "en", "fr_CA", "de")
+LANGUAGE = {"fr": "fr", "fr_CA": "fr", "en": "en", "de": "en"}
+FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029\u202a-\u202e]")
 
 
-@pytest.mark.parametrize("locale", ["fr", "en", "fr_CA", "de"])
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize(("kind", "audience"), PAIRS)
-def test_realistic_message_has_the_contract_headers_and_both_parts(
+def test_realistic_sample_renders_in_the_recipient_language_with_the_contract_headers(
     kind: str, audience: str, locale: str
 ) -> None:
+    """The language chosen (fr_CA -> fr, de -> en), the subject on one line, the reseller
+    named in both bodies, the CSS inlined, the text wrapped at 72; exactly the contract's
+    headers, both parts, the subject and sender as written."""
     row = sample_row(kind, audience, locale)
     rendered = render_notification(row)
-    parsed = _check_message(row, _bytes(row, rendered))
+    language = LANGUAGE[locale]
+    assert rendered.language == language
+    assert rendered.subject
+    assert "\n" not in rendered.subject
+    assert "Nuage Conseil" in rendered.text
+    assert "Nuage Conseil" in rendered.html
+    assert f'<html lang="{language}"' in rendered.html
+    assert "<style" not in rendered.html
+    assert 'style="' in rendered.html
+    assert all(len(line) <= 72 or " " not in line.strip() for line in rendered.text.splitlines())
+    data = _bytes(row, rendered)
+    parsed = _check_message(row, data)
     assert parsed["Subject"] == rendered.subject
-    assert _raw_header(_bytes(row, rendered), "Subject") == rendered.subject
+    assert _raw_header(data, "Subject") == rendered.subject
     assert parsed["From"].addresses[0].display_name == "Nuage Conseil"
-    assert parsed["Content-Language"] == rendered.language
+    assert parsed["Content-Language"] == language
 
 
-@pytest.mark.parametrize("rotation", range(len(HOSTILE_NAMES)))
 @pytest.mark.parametrize("locale", ["fr", "en"])
 @pytest.mark.parametrize(("kind", "audience"), PAIRS)
-def test_hostile_names_inject_no_header(
-    kind: str, audience: str, locale: str, rotation: int
+def test_hostile_names_are_escaped_flattened_and_inject_no_header(
+    kind: str, audience: str, locale: str
 ) -> None:
-    """Names with tags, quotes, CR/LF, encoded words, 300 characters, right-to-left text."""
-    row = hostile_row(kind, audience, locale, rotation)
-    rendered = render_notification(row)
-    parsed = _check_message(row, _bytes(row, rendered))
-    data = _bytes(row, rendered)
-    assert parsed["Subject"] == header_text(rendered.subject, MAX_SUBJECT)
-    assert _raw_header(data, "Subject") == header_text(rendered.subject, MAX_SUBJECT)
-    sender = header_text(row["payload"]["reseller"]["sender_name"], MAX_NAME)
-    assert _squeeze(parsed["From"].addresses[0].display_name) == _squeeze(sender)
-    assert "victim@evil.example" not in {a.addr_spec for a in parsed["To"].addresses}
+    """Each hostile name in each place (tags, quotes, CR/LF, control characters, encoded
+    words, bidi overrides, 300 characters): no markup in the HTML, no control character
+    anywhere, a short one-line subject, and a message whose headers are exactly the
+    contract's, with the neutralised subject and sender a mail client decodes."""
+    for rotation in range(len(HOSTILE_NAMES)):
+        row = hostile_row(kind, audience, locale, rotation)
+        rendered = render_notification(row)
+        lowered = rendered.html.lower()
+        for markup in ("<script", "<img", "<b>", "</td></table>"):
+            assert markup not in lowered, (rotation, markup)
+        for part in (rendered.subject, rendered.text, rendered.html):
+            assert not FORBIDDEN.search(part), rotation
+        assert "\n" not in rendered.subject
+        assert len(rendered.subject) < 250
+        data = _bytes(row, rendered)
+        parsed = _check_message(row, data)
+        subject = header_text(rendered.subject, MAX_SUBJECT)
+        assert parsed["Subject"] == subject
+        assert _raw_header(data, "Subject") == subject
+        sender = header_text(row["payload"]["reseller"]["sender_name"], MAX_NAME)
+        assert _squeeze(parsed["From"].addresses[0].display_name) == _squeeze(sender)
+        assert "victim@evil.example" not in {a.addr_spec for a in parsed["To"].addresses}
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
@@ -310,7 +346,9 @@ def test_any_subject_or_name_reaches_the_reader_intact_and_injects_nothing(
     subject: str, name: str, recipient_name: str
 ) -> None:
     """Whatever the characters, the header set is unchanged and a mail client decodes
-    exactly the neutralised value: no space lost, none added."""
+    exactly the neutralised value: no space lost, none added. Oracle: Python's own
+    parser and RFC 2047 decoder on the bytes. Catches: a CR/LF or encoded word let
+    through (a new header), a fold that drops or adds a space, a name cut mid-character."""
     row = copy.deepcopy(ROW)
     row["payload"]["reseller"]["sender_name"] = name
     row["payload"]["recipient_names"] = [recipient_name]

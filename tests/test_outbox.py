@@ -103,6 +103,8 @@ def test_customer_mail_waits_for_the_window_in_the_recipients_time(
 @pytest.mark.parametrize(("start", "end", "moment", "expected"), [
     ("22:00", "06:00", "2027-03-10T23:00:00Z", SendNow()),
     ("22:00", "06:00", "2027-03-10T05:59:00Z", SendNow()),
+    ("22:00", "06:00", "2027-03-10T06:00:00Z", WaitUntil(at("2027-03-10T22:00:00Z"))),
+    ("22:00", "06:00", "2027-03-10T22:00:00Z", SendNow()),
     ("22:00", "06:00", "2027-03-10T12:00:00Z", WaitUntil(at("2027-03-10T22:00:00Z"))),
     ("00:00", "00:00", "2027-03-10T03:00:00Z", SendNow()),
 ])
@@ -112,6 +114,15 @@ def test_a_window_may_wrap_midnight_or_span_the_whole_day(
     """start > end wraps midnight; start == end means any time."""
     policy = build_policy({"send_window": {"start": start, "end": end}})
     assert expected == window_decision(notice(timezone="UTC"), at(moment), policy)
+
+
+def test_a_digest_whose_next_opening_falls_on_the_next_local_date_is_skipped() -> None:
+    """Auckland, 21:00 on 10 March (08:00Z): the window reopens on 11 March local time,
+    still 10 March in UTC; the digest of 10 March can no longer go out."""
+    digest = notice("reseller_digest", "Pacific/Auckland", occasion=date(2027, 3, 10))
+    assert isinstance(window_decision(digest, at("2027-03-10T08:00:00Z"), POLICY), Skip)
+    assert WaitUntil(at("2027-03-09T19:00:00Z")) == window_decision(
+        digest, at("2027-03-09T18:00:00Z"), POLICY)  # 07:00 on 10 March there
 
 
 @pytest.mark.parametrize(("moment", "expected"), [
@@ -141,7 +152,9 @@ moments = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 
 
 @given(moment=moments, zone=st.sampled_from(ZONES))
 def test_the_window_decision_sends_exactly_inside_the_window(moment: datetime, zone: str) -> None:
-    """Sent iff the local time is in [08:00, 20:00); a wait ends at a moment that sends."""
+    """Sent iff the local time is in [08:00, 20:00) (the oracle: the literal window read on
+    the zone's wall clock); a wait ends at a moment that sends, within 13 hours. Catches:
+    the window judged in UTC, an end included, a wait until the wrong day's opening."""
     decision = window_decision(notice(timezone=zone), moment, POLICY)
     local = moment.astimezone(ZoneInfo(zone)).time()
     assert isinstance(decision, SendNow) == (time(8) <= local < time(20))
@@ -174,13 +187,13 @@ def test_each_failed_attempt_waits_longer_then_gives_up(attempts: int, expected:
 
 @given(st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=12))
 def test_retries_never_go_back_in_time_and_always_end(delays: list[int]) -> None:
-    """Any configured schedule gives a future retry per delay, then gives up."""
+    """Any configured schedule: the n-th failure waits exactly the n-th delay of the list
+    (the oracle is the list itself), then gives up. Catches: an off-by-one index, the
+    first delay reused, one attempt more or fewer than the delays allow."""
     retry = RetryPolicy.from_minutes(delays)
-    for attempts in range(1, len(delays) + 1):
-        decision = retry_decision(attempts, T, retry)
-        assert isinstance(decision, Retry)
-        assert decision.at > T
-    assert isinstance(retry_decision(len(delays) + 1, T, retry), GiveUp)
+    for attempts, minutes in enumerate(delays, start=1):
+        assert Retry(T + timedelta(minutes=minutes)) == retry_decision(attempts, T, retry)
+    assert GiveUp(len(delays) + 1) == retry_decision(len(delays) + 1, T, retry)
 
 
 def test_a_schedule_without_delays_is_refused() -> None:
@@ -211,8 +224,8 @@ def test_one_recipient_refused_for_good_among_two_is_recorded_and_the_rest_sent(
     result = settle(notice(recipients=(A, B)), replies(
         (A, Verdict.ACCEPTED, 250), (B, Verdict.PERMANENT, 550)), T, T, RetryPolicy())
     assert result.status == "sent"
-    assert result.results[B]["status"] == "failed"
-    assert result.results[B]["code"] == 550
+    assert {"status": "failed", "code": 550, "reply": "text 550",
+            "at": T.isoformat()} == result.results[B]
     assert result.refused == 1
     assert "550" in (result.last_error or "")
 
@@ -222,6 +235,7 @@ def test_a_recipient_refused_for_now_is_retried_alone() -> None:
     first = settle(notice(recipients=(A, B)), replies(
         (A, Verdict.ACCEPTED, 250), (B, Verdict.TRANSIENT, 452)), T, T, RetryPolicy())
     assert (first.status, first.not_before) == ("retrying", T + timedelta(minutes=5))
+    assert "452 text 452 (b@x.example)" == first.last_error
     again = notice(recipients=(A, B), attempts=first.attempts, results=first.results)
     assert again.pending == (B,)
     later = T + timedelta(minutes=5)
@@ -233,8 +247,15 @@ def test_retries_exhausted_make_the_notice_dead() -> None:
     retry = RetryPolicy.from_minutes([5])
     last = settle(notice(attempts=1), replies((A, Verdict.TRANSIENT, 451)), T, T, retry)
     assert last.status == "dead"
-    assert last.results[A]["status"] == "dead"
-    assert (last.last_error or "").startswith("gave up after 2 attempts")
+    assert {"status": "dead", "code": 451, "reply": "text 451",
+            "at": T.isoformat()} == last.results[A]
+    assert "gave up after 2 attempts; last: 451 text 451 (a@x.example)" == last.last_error
+
+
+def test_a_long_reply_is_kept_to_its_first_500_characters() -> None:
+    long = Outcome((Reply(A, Verdict.PERMANENT, 550, "x" * 600),))
+    result = settle(notice(), long, T, T, RetryPolicy())
+    assert "x" * 500 == result.results[A]["reply"]
 
 
 def test_refused_for_good_by_everyone_is_failed_at_once() -> None:
@@ -417,15 +438,26 @@ def test_a_message_that_cannot_be_built_is_named_and_the_others_go_out(engine: E
 
 
 def test_the_same_bytes_and_message_id_go_out_on_every_attempt(engine: Engine) -> None:
+    """Byte for byte, but for the Date header stamped at each hand-over."""
     queue_notice(engine, recipients=(A, B))
     mailer = MemoryMailer(Script(rcpt={B: 452}))
     deliver(engine, mailer)
     mailer.script = Script()
-    deliver(engine, mailer, T + timedelta(minutes=5))
+    later = T + timedelta(minutes=5)
+    deliver(engine, mailer, later)
     first, second = mailer.delivered
     assert (first.recipients, second.recipients) == ((A,), (B,))
+    assert first.data.startswith(b"Date: Wed, 10 Mar 2027 10:00:00 +0000\r\n")
+    assert second.data.startswith(b"Date: Wed, 10 Mar 2027 10:05:00 +0000\r\n")
+    assert without_date(first.data) == without_date(second.data)
     assert message_from_bytes(first.data)["Message-ID"] == message_from_bytes(
         second.data)["Message-ID"]
+
+
+def without_date(data: bytes) -> bytes:
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = [line for line in head.split(b"\r\n") if not line.startswith(b"Date: ")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 def test_two_processes_draining_at_once_send_each_notice_exactly_once(
@@ -446,7 +478,8 @@ def test_two_processes_draining_at_once_send_each_notice_exactly_once(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
     other.dispose()
     sent = [message_from_bytes(d.data)["Message-ID"] for m in mailers for d in m.delivered]
     assert len(sent) == len(set(sent)) == len(ids)
@@ -473,13 +506,25 @@ def test_an_unwritable_mail_directory_is_a_transient_failure(tmp_path: Path) -> 
 
 
 def test_a_dry_run_plans_without_claiming(engine: Engine, policy: Policy) -> None:
+    """The plan counts what a drain would do and leaves every row as it was: a drain
+    right after it still claims and sends the same notices."""
     queue_notice(engine, ref="now")
     queue_notice(engine, ref="later", timezone="Asia/Tokyo")  # 19:00 there: 1 h left
     queue_notice(engine, ref="night", timezone="America/Los_Angeles")  # 02:00 there
+    queue_notice(engine, ref="digest", kind="reseller_digest", audience="reseller",
+                 occasion_date=date(2027, 3, 9))  # yesterday's digest: skipped
+    before = all_rows(engine)
     with engine.connect() as connection:
         plan = plan_due(connection, policy, T)
-    assert dict(plan) == {"send": 2, "wait": 1}
-    assert row(engine, 1).claim_token is None
+    assert dict(plan) == {"send": 2, "wait": 1, "skip": 1}
+    assert before == all_rows(engine)
+    assert deliver(engine, MemoryMailer()).as_dict() == {
+        "sent": 2, "deferred": 1, "cancelled": 1}
+
+
+def all_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(NOTIFICATIONS).order_by(NOTIFICATIONS.c.id)))
 
 
 def test_messages_built_when_queued_are_sent_as_they_are(engine: Engine) -> None:

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.calendar import add_months, anchor_day, days_in_month, local_date, local_midnight
-from worker.policy import Policy, load_policy
+from worker.calendar import add_months, anchor_day, local_midnight
+from worker.policy import load_policy
 from worker.rules.digest import digest_timing
 from worker.rules.payments import Invoice, PaymentResult, Standing, evaluate_payment
 from worker.rules.subscriptions import (
@@ -45,6 +45,43 @@ zones = st.sampled_from(ZONES).map(ZoneInfo)
 
 
 # Anniversaries ---------------------------------------------------------------------------
+#
+# The oracle is a reference written here, month by month and by trial, sharing no code
+# with worker.calendar (no calendar.monthrange, no year*12+month index).
+
+
+def last_day(year: int, month: int) -> int:
+    """The month's last day, found by trying 31, 30, 29, 28."""
+    for day in (31, 30, 29):
+        try:
+            date(year, month, day)
+        except ValueError:
+            continue
+        return day
+    return 28
+
+
+def naive_add_months(day: date, months: int, anchor: int) -> date:
+    """Step the (year, month) pair one month at a time, then put the anchor day on it,
+    clamped to the month's end."""
+    year, month = day.year, day.month
+    for _ in range(abs(months)):
+        month += 1 if months > 0 else -1
+        if month == 13:
+            year, month = year + 1, 1
+        elif month == 0:
+            year, month = year - 1, 12
+    return date(year, month, min(anchor, last_day(year, month)))
+
+
+@FAST
+@given(day=days, months=st.integers(min_value=-60, max_value=480), anchor=anchors)
+def test_adding_months_agrees_with_counting_them_one_by_one(
+    day: date, months: int, anchor: int
+) -> None:
+    """Catches: the month count dropped or off by one, the year carry wrong, the clamp
+    taken with max() or to a fixed 28/30, the day taken from `day` instead of the anchor."""
+    assert naive_add_months(day, months, anchor) == add_months(day, months, anchor)
 
 
 @FAST
@@ -52,22 +89,41 @@ zones = st.sampled_from(ZONES).map(ZoneInfo)
 def test_anniversaries_never_drift_whatever_the_number_of_terms(
     month: date, anchor: int, term: int, count: int
 ) -> None:
-    """k terms at once equal k terms one by one; the day is the anchor clamped to the month."""
+    """k terms one by one land where k x term months at once land, and where the
+    reference puts them: a clamp (31 -> 28 February) never sticks to later ones.
+    Catches: a new AD computed from the clamped day instead of the anchor."""
     first = add_months(month, 0, anchor)
     one_by_one = first
     for _ in range(count):
         one_by_one = add_months(one_by_one, term, anchor)
-    at_once = add_months(first, count * term, anchor)
-    assert at_once == one_by_one
-    assert min(anchor, days_in_month(at_once.year, at_once.month)) == at_once.day
+    assert naive_add_months(month, count * term, anchor) == one_by_one
+    assert min(anchor, last_day(one_by_one.year, one_by_one.month)) == one_by_one.day
+
+
+@FAST
+@given(start=days, term=terms, count=st.integers(min_value=0, max_value=12))
+def test_an_anniversary_a_whole_term_after_the_start_anchors_on_the_start_day(
+    start: date, term: int, count: int
+) -> None:
+    """Start 31 January, AD 28 February: later ADs go back to the 31st (DOMAIN.md).
+    Catches: the anchor taken from a clamped first AD, or the month-end test dropped."""
+    first_ad = naive_add_months(start, term, start.day)
+    anchor = anchor_day(start, first_ad)
+    assert start.day == anchor
+    later = naive_add_months(start, term * (count + 1), start.day)
+    assert later == add_months(first_ad, term * count, anchor)
 
 
 @FAST
 @given(start=days, gap=st.integers(min_value=1, max_value=4 * 366))
 def test_the_anchor_day_gives_back_the_first_anniversary(start: date, gap: int) -> None:
-    """The anchor chosen from (start, first AD) reproduces that first AD exactly."""
+    """Whatever AD was imported, its own month on the anchor is that AD again.
+    Catches: an anchor above the day of an AD that is not a month end."""
     first_ad = start + timedelta(days=gap)
-    assert first_ad == add_months(first_ad, 0, anchor_day(start, first_ad))
+    anchor = anchor_day(start, first_ad)
+    assert first_ad.day == min(anchor, last_day(first_ad.year, first_ad.month))
+    if first_ad.day < last_day(first_ad.year, first_ad.month):
+        assert first_ad.day == anchor
 
 
 # Subscriptions ---------------------------------------------------------------------------
@@ -123,7 +179,9 @@ def status_moves(results: list[SubscriptionResult]) -> list[tuple[str | None, st
 def test_daily_passes_and_one_pass_at_the_end_reach_the_same_subscription(
     state: SubscriptionState, lead: int, horizon: int
 ) -> None:
-    """Catch-up records what daily passes would: same final state, same dated changes."""
+    """Catch-up records what daily passes would: same final state, same dated changes.
+    Metamorphic. Catches: a change dated on the pass day instead of the day it took effect,
+    a catch-up that stops after one step."""
     first = first_pass_day(state, lead)
     end = first + timedelta(days=horizon)
     daily = walk(state, [first + timedelta(days=n) for n in range(horizon + 1)])
@@ -139,7 +197,8 @@ def test_daily_passes_and_one_pass_at_the_end_reach_the_same_subscription(
 def test_passes_at_any_intervals_reach_the_state_of_one_pass(
     state: SubscriptionState, lead: int, gaps: list[int]
 ) -> None:
-    """Missed passes are caught up: irregular passes end where one pass ends."""
+    """Missed passes are caught up: irregular passes end where one pass ends.
+    Metamorphic. Catches: a walk that depends on where the previous pass stopped."""
     passes = [first_pass_day(state, lead)]
     for gap in gaps:
         passes.append(passes[-1] + timedelta(days=gap))
@@ -154,7 +213,8 @@ def test_passes_at_any_intervals_reach_the_state_of_one_pass(
 def test_a_second_pass_on_the_same_day_changes_nothing(
     state: SubscriptionState, lead: int, horizon: int
 ) -> None:
-    """Re-running a day is harmless: no change, no new notice, the same state and live keys."""
+    """Re-running a day is harmless: no change, no new notice, the same state and live keys.
+    Metamorphic. Catches: a threshold judged with <= on one side and < on the other."""
     today = first_pass_day(state, lead) + timedelta(days=horizon)
     first, second = walk(state, [today, today])
     assert () == second.changes
@@ -168,7 +228,8 @@ def test_a_second_pass_on_the_same_day_changes_nothing(
 def test_nothing_moves_before_the_next_check_a_pass_asks_for(
     state: SubscriptionState, lead: int, horizon: int, data: st.DataObject
 ) -> None:
-    """A pass may sleep until next_check_on: no status, AD or bucket moves before it."""
+    """A pass may sleep until next_check_on: no status, AD or bucket moves before it.
+    Catches: a next check one day late (a threshold missed for a day)."""
     today = first_pass_day(state, lead) + timedelta(days=horizon)
     result = evaluate_subscription(state, today, POLICY)
     if result.next_check_on is None:
@@ -198,7 +259,8 @@ def pass_days(draw: st.DrawFn, state: SubscriptionState) -> list[date]:
 def test_a_pass_creates_at_most_one_notice_per_family_and_none_beyond_the_horizon(
     data: st.DataObject, state: SubscriptionState
 ) -> None:
-    """Catch-up sends the latest only; occasions lie between T - 30 days and T."""
+    """Catch-up sends the latest only; occasions lie between T - 30 days and T.
+    Oracle: the horizon of the policy. Catches: every missed notice of a family sent."""
     passes = data.draw(pass_days(state), label="passes")
     for today, result in zip(passes, walk(state, passes), strict=True):
         families = [n.family for n in result.notices if n.family is not None]
@@ -214,12 +276,40 @@ def test_a_pass_creates_at_most_one_notice_per_family_and_none_beyond_the_horizo
 def test_short_terms_never_get_renewal_notices_auto_renewed_or_to_renew(
     data: st.DataObject, state: SubscriptionState
 ) -> None:
-    """Monthly terms renew silently (DOMAIN.md: notices concern terms of 12 months or more)."""
+    """Monthly terms renew silently (DOMAIN.md: notices concern terms of 12 months or more).
+    Catches: the long-term test written as > 12 or >= 1."""
     passes = data.draw(pass_days(state), label="passes")
     for result in walk(state, passes):
         assert "to_renew" != result.bucket
         assert [] == [n.kind for n in result.notices
                       if n.family == "renewal" or n.kind == "auto_renewed"]
+
+
+@FAST
+@given(start=st.dates(min_value=date(2024, 1, 1), max_value=date(2027, 12, 31)),
+       term=terms, horizon=st.integers(min_value=0, max_value=4 * 366))
+def test_an_auto_renewing_subscription_holds_the_next_anniversary_counted_from_its_start(
+    start: date, term: int, horizon: int
+) -> None:
+    """Oracle: the reference above, counting whole terms from the start date on its own
+    day. After a pass on day D the held AD is the first of start + n terms after D, and
+    one auto-renewal is recorded per anniversary reached. Catches: the term dropped or
+    doubled when the AD moves, the anchor lost, a renewal on the day after the AD."""
+    first_ad = naive_add_months(start, term, start.day)
+    state = SubscriptionState(
+        id="s1", start_date=start, anniversary_date=first_ad,
+        anchor_day=anchor_day(start, first_ad), term_months=term,
+        first_term_extended=False, auto_renew=True, renewal=None,
+        renewal_spent_through=None, pending_change=None, status="pending_start",
+        status_since=None,
+    )
+    today = start + timedelta(days=horizon)
+    [result] = walk(state, [today])
+    reached = 1
+    while naive_add_months(start, term * reached, start.day) <= today:
+        reached += 1
+    assert naive_add_months(start, term * reached, start.day) == result.state.anniversary_date
+    assert result.state.status not in ("grace", "lapsed")
 
 
 # Payments --------------------------------------------------------------------------------
@@ -258,7 +348,8 @@ def standing_moves(results: list[PaymentResult]) -> list[tuple[str | None, str, 
 def test_payment_standing_walked_day_by_day_equals_walked_once(
     invoices: tuple[Invoice, ...], horizon: int
 ) -> None:
-    """Every move is recorded with its own date, however often the passes run."""
+    """Every move is recorded with its own date, however often the passes run.
+    Metamorphic. Catches: a late move dated on the pass day."""
     first = REQUESTS_FROM - DAY
     daily = walk_payments(invoices, [first + timedelta(days=n) for n in range(horizon + 1)])
     [once] = walk_payments(invoices, [first + timedelta(days=horizon)])
@@ -271,7 +362,7 @@ def test_payment_standing_walked_day_by_day_equals_walked_once(
 def test_a_second_payment_pass_on_the_same_day_changes_nothing(
     invoices: tuple[Invoice, ...], horizon: int
 ) -> None:
-    """Re-running a day: the same standing, no move, nothing new to send."""
+    """Re-running a day: the same standing, no move, nothing new to send. Metamorphic."""
     today = REQUESTS_FROM + timedelta(days=horizon)
     first, second = walk_payments(invoices, [today, today])
     assert ((), first.standing) == (second.changes, second.standing)
@@ -284,7 +375,9 @@ def test_a_second_payment_pass_on_the_same_day_changes_nothing(
 def test_the_standing_follows_the_days_outstanding_of_the_oldest_unpaid_item(
     invoices: tuple[Invoice, ...], today: date
 ) -> None:
-    """0-30 current, 31-60 late, 61 and more suspended (the request day is day 0)."""
+    """0-30 current, 31-60 late, 61 and more suspended (the request day is day 0).
+    Oracle: the days outstanding counted here. Catches: the newest item used instead
+    of the oldest, a payment on the day itself ignored, 30/31 or 60/61 off by one."""
     unpaid = [i for i in invoices
               if i.requested_on <= today and (i.paid_on is None or i.paid_on > today)]
     outstanding = max(((today - i.requested_on).days for i in unpaid), default=0)
@@ -299,7 +392,7 @@ def test_the_standing_follows_the_days_outstanding_of_the_oldest_unpaid_item(
 def test_no_payment_move_happens_before_the_next_check_a_pass_asks_for(
     invoices: tuple[Invoice, ...], horizon: int, data: st.DataObject
 ) -> None:
-    """A customer may be left alone until next_check_on."""
+    """A customer may be left alone until next_check_on. Catches: a next check late."""
     today = REQUESTS_FROM - DAY + timedelta(days=horizon)
     [result] = walk_payments(invoices, [today])
     limit = 400 if result.next_check_on is None else (result.next_check_on - today).days - 1
@@ -318,10 +411,12 @@ def test_no_payment_move_happens_before_the_next_check_a_pass_asks_for(
 def test_local_midnight_is_the_first_instant_of_its_date_in_every_zone(
     day: date, zone: ZoneInfo
 ) -> None:
-    """The instant a check is scheduled for belongs to the date, and the one before doesn't."""
+    """The instant a check is scheduled for belongs to the date, and the one before doesn't
+    (read with the standard library's own conversion). Catches: fold=1 (the day before
+    at a DST change at 00:00), a naive or UTC midnight."""
     midnight = local_midnight(day, zone)
-    assert day == local_date(midnight, zone)
-    assert day - DAY == local_date(midnight - timedelta(microseconds=1), zone)
+    assert day == midnight.astimezone(zone).date()
+    assert day - DAY == (midnight - timedelta(microseconds=1)).astimezone(zone).date()
 
 
 @FAST
@@ -330,15 +425,11 @@ def test_local_midnight_is_the_first_instant_of_its_date_in_every_zone(
 def test_the_digest_is_due_only_from_eight_local_and_is_next_due_at_eight(
     now: datetime, zone: ZoneInfo
 ) -> None:
-    """Due on the local date once its 08:00 has passed; next due at a later 08:00."""
+    """Due on the local date once its 08:00 has passed; next due at a later 08:00.
+    Oracle: the literal hour of DOMAIN.md. Catches: the hour read in UTC, > for >=."""
     timing = digest_timing(now, zone, POLICY)
     local = now.astimezone(zone)
     assert timing.next_at > now
     assert (timing.local_date is not None) == (local.time() >= time(8, 0))
     assert timing.local_date in (None, local.date())
     assert time(8, 0) == timing.next_at.astimezone(zone).time()
-
-
-def test_the_property_policy_is_the_default_policy(policy: Policy) -> None:
-    """The module-level policy used by the properties is the session's default one."""
-    assert policy == POLICY

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from worker.model import Change
 from worker.policy import Policy
 from worker.rules.codes import Code, CodeResult, evaluate_code
 
@@ -114,3 +115,64 @@ def test_an_active_code_is_looked_at_again_at_the_warning_and_at_expiry(
     assert EXPIRY == evaluate_code(code(), after(49), PARIS, policy).next_check
     assert None is evaluate_code(code(), after(72), PARIS, policy).next_check
 
+
+
+# What the templates and the audit trail read: facts, reasons and dates in the zone. A
+# code issued at 23:30 UTC expires at 00:30 the next day in Paris: dates taken in UTC
+# instead of the zone would be one day early.
+LATE = datetime(2027, 1, 10, 23, 30, tzinfo=UTC)
+LATE_FACTS = {"issued_at": "2027-01-10T23:30:00+00:00",
+              "expires_at": "2027-01-13T23:30:00+00:00"}
+
+
+def test_the_expired_notice_and_change_are_dated_in_the_zone_with_their_facts(
+    policy: Policy,
+) -> None:
+    result = evaluate_code(Code("k2", LATE, None, "active"), LATE + timedelta(hours=80),
+                           PARIS, policy)
+    expiry = LATE + timedelta(hours=72)
+    assert (Change("status", "active", "expired", "expired", date(2027, 1, 14), expiry),
+            ) == result.changes
+    [notice] = result.notices
+    assert ("reseller_code_expired", "k2", "k2", date(2027, 1, 14), LATE_FACTS) == (
+        notice.kind, notice.ref, notice.occasion, notice.occasion_date, notice.facts)
+
+
+def test_the_expiring_notice_is_dated_on_the_warning_day_in_the_zone(policy: Policy) -> None:
+    """The warning starts at 23:30 UTC on 12 January: 13 January in Paris."""
+    result = evaluate_code(Code("k2", LATE, None, "active"), LATE + timedelta(hours=50),
+                           PARIS, policy)
+    [notice] = result.notices
+    assert ("reseller_code_expiring", date(2027, 1, 13), LATE_FACTS) == (
+        notice.kind, notice.occasion_date, notice.facts)
+
+
+@pytest.mark.parametrize(
+    ("stored", "used_at", "now", "expected"),
+    [
+        pytest.param("active", after(30), after(30), ("used", "used", after(30)),
+                     id="used-at-the-pass-moment"),
+        pytest.param("active", EXPIRY, after(73), ("expired", "expired", EXPIRY),
+                     id="used-at-the-expiry-minute-is-too-late"),
+        pytest.param("used", None, after(1), ("active", "issued", ISSUED),
+                     id="a-use-withdrawn-reactivates"),
+    ],
+)
+def test_each_move_names_its_reason_and_its_instant(
+    stored: str, used_at: datetime | None, now: datetime, expected: tuple[str, str, datetime],
+    policy: Policy,
+) -> None:
+    result = evaluate_code(Code("k1", ISSUED, used_at, stored), now, PARIS, policy)
+    [change] = result.changes
+    assert expected == (change.to_value, change.reason, change.effective_at)
+    assert "status" == change.field
+
+
+def test_a_code_no_longer_active_is_never_looked_at_again(policy: Policy) -> None:
+    """Used before expiry: the expiry still ahead asks for no check."""
+    assert None is evaluate_code(code(after(10)), after(11), PARIS, policy).next_check
+
+
+def test_at_the_warning_minute_the_next_check_is_the_expiry(policy: Policy) -> None:
+    """Not the warning minute again (a pass that would loop on the same minute)."""
+    assert EXPIRY == evaluate_code(code(), after(48), PARIS, policy).next_check

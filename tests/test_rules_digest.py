@@ -81,3 +81,22 @@ def test_the_digest_lists_the_seed_dashboards_groups() -> None:
     """To renew, ready, in grace, lapsed, late, suspended, invitations, not started, renewed."""
     assert ("to_renew", "ready_for_renewal", "in_grace", "lapsed", "late_payment",
             "suspended", "pending_invitations", "not_started", "renewed") == GROUPS
+
+
+def test_the_digest_facts_list_each_group_its_entries_and_how_many_more() -> None:
+    """What the template reads: the date, and per group its count, the entries listed and
+    the number left out ("and 12 more")."""
+    entry = {"id": "s1", "name": "Boulangerie Dupont"}
+    listed = tuple(Group(key, {"to_renew": 15, "lapsed": 1}.get(key, 0),
+                         (entry,) * {"to_renew": 3, "lapsed": 1}.get(key, 0))
+                   for key in GROUPS)
+    notice = digest_notice("r1", date(2027, 1, 15), listed)
+    assert notice is not None
+    assert date(2027, 1, 15) == notice.occasion_date
+    assert "2027-01-15" == notice.facts["date"]
+    by_key = {group["key"]: group for group in notice.facts["groups"]}
+    assert list(GROUPS) == list(by_key)
+    assert {"key": "to_renew", "count": 15, "entries": [entry] * 3, "more": 12} == by_key[
+        "to_renew"]
+    assert {"key": "lapsed", "count": 1, "entries": [entry], "more": 0} == by_key["lapsed"]
+    assert {"key": "renewed", "count": 0, "entries": [], "more": 0} == by_key["renewed"]

@@ -110,3 +110,13 @@ def test_a_pending_invitation_is_looked_at_again_on_each_reminder_day(policy: Po
     """The next check is the next reminder day, and none after the last."""
     assert [days_after(7), days_after(14), None] == [
         reminder(PENDING, days_after(day), policy).next_check_on for day in (1, 7, 14)]
+
+
+def test_the_reminder_tells_when_the_invitation_was_sent_and_how_long_ago(
+    policy: Policy,
+) -> None:
+    """What the template reads; between reminders there is no notice at all (None)."""
+    result = reminder(PENDING, days_after(15), policy)
+    assert result.notice is not None
+    assert {"invited_on": "2027-01-04", "days_since": 14} == result.notice.facts
+    assert None is reminder(PENDING, days_after(3), policy).notice

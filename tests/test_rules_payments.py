@@ -8,6 +8,7 @@ previous one left; "new notices" are those whose once-key no earlier pass produc
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -211,3 +212,61 @@ def test_a_manual_suspension_survives_a_payment(policy: Policy) -> None:
     """The worker reinstates the standing; the person's suspension still holds."""
     standing = daily(PAID_WHILE_SUSPENDED, 70, policy)[day(70)].standing.standing
     assert ("current", "suspended") == (standing, effective_account_state("suspended", standing))
+
+
+def test_each_notice_and_move_carries_its_facts_reason_and_own_date(policy: Policy) -> None:
+    """What the templates and the audit trail read, for a request paid on day 70 after a
+    suspension: late on day 31, suspended on day 61, reinstated on day 70."""
+    history = daily(PAID_WHILE_SUSPENDED, 75, policy)
+    seen = [(c.field, c.to_value, c.reason, c.effective_on)
+            for result in history.values() for c in result.changes]
+    assert [("payment_standing", "late", "unpaid_pa1", day(31)),
+            ("payment_standing", "suspended", "unpaid_pa1", day(61)),
+            ("payment_standing", "current", "paid", day(70))] == seen
+    notices: dict[str, Any] = {}
+    for result in history.values():  # the first pass that produced each
+        for notice in result.notices:
+            notices.setdefault(notice.kind, notice)
+    late, suspended, back = (notices[kind] for kind in (
+        "payment_late", "payment_suspended", "payment_reinstated"))
+    assert (day(31), {"invoice_id": "pa1", "requested_on": "2027-01-02",
+                      "days_outstanding": 31}) == (late.occasion_date, late.facts)
+    assert (day(61), {"invoice_id": "pa1", "requested_on": "2027-01-02",
+                      "days_outstanding": 61}) == (suspended.occasion_date, suspended.facts)
+    assert (day(70), {"invoice_id": "pa1"}) == (back.occasion_date, back.facts)
+
+
+def test_a_pass_after_a_gap_dates_the_reinstatement_on_the_payment_day(policy: Policy) -> None:
+    """Late on day 40, paid on day 45, next pass on day 50: the notice is of day 45."""
+    late = evaluate_payment("c1", Standing(), PAID_WHILE_LATE, day(40), policy)
+    result = evaluate_payment("c1", late.standing, PAID_WHILE_LATE, day(50), policy)
+    [notice] = result.notices
+    assert ("payment_reinstated", day(45)) == (notice.kind, notice.occasion_date)
+    assert (day(45), None) == (result.standing.since, result.standing.episode)
+
+
+def test_a_customer_who_never_fell_behind_gets_no_notice(policy: Policy) -> None:
+    """Current before and after (a request paid on day 30): nothing to say."""
+    assert [] == [n for r in daily(PAID_ON_DAY_30, 40, policy).values() for n in r.notices]
+
+
+def test_a_request_not_yet_late_opens_no_episode_and_asks_for_day_31(policy: Policy) -> None:
+    """Current with a young unpaid request: no episode, no date, woken on day 31 (never
+    again today)."""
+    for today in (day(0), day(10)):
+        result = evaluate_payment("c1", Standing(), UNPAID, today, policy)
+        assert (Standing(), day(31)) == (result.standing, result.next_check_on)
+
+
+def test_a_new_oldest_request_starts_a_new_episode_on_that_day(policy: Policy) -> None:
+    """pa1 (day 0) is paid on day 40 while pa2 (day 5) is 35 days old: still late, now for
+    pa2, since day 40; a catch-up pass agrees."""
+    two = (invoice("pa1", 0, 40), invoice("pa2", 5))
+    expected = Standing("late", "pa2", day(40), None)
+    assert expected == daily(two, 45, policy)[day(45)].standing
+    assert expected == evaluate_payment("c1", Standing(), two, day(45), policy).standing
+
+
+def test_paying_everything_clears_the_episode_and_any_bar(policy: Policy) -> None:
+    assert Standing("current", None, day(70), None) == daily(
+        PAID_WHILE_SUSPENDED, 75, policy)[day(75)].standing

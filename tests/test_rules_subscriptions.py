@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.calendar import anchor_day, local_date
+from worker.errors import RecordError
 from worker.policy import Policy
 from worker.rules.subscriptions import (
     PendingChange,
@@ -519,3 +520,218 @@ def test_a_monthly_term_without_auto_renew_expires_into_grace(policy: Policy) ->
     history = daily(state, date(2027, 2, 10), policy)
     assert ("grace", ["subscription_expired"]) == (
         history[date(2027, 2, 10)].state.status, new_kinds(history, date(2027, 2, 10)))
+
+
+# The audit trail and the templates read more than the status: every move's reason and
+# date, and each notice's facts. Walked day by day; the literal lists below are the
+# trail DOMAIN.md describes for each story.
+TRAIL_START = [("active", "started", START),
+               ("renewal_upcoming", "renewal_upcoming", date(2027, 1, 29)),
+               ("ready_for_renewal", "renewal_window", date(2027, 2, 13))]
+
+
+def _renew_on(day: date, years: int = 1) -> Import:
+    return lambda s: replace(s, renewal=Renewal(day, years))
+
+
+STORIES = [
+    pytest.param(subscription(), {}, AD + timedelta(days=15), [
+        ("grace", "anniversary_passed", AD), ("lapsed", "grace_over", date(2027, 3, 29))],
+        ("subscription_lapsed", date(2027, 3, 29),
+         {"anniversary_date": "2027-03-15", "lapse_date": "2027-03-29"}), id="lapse"),
+    pytest.param(subscription(), {date(2027, 2, 20): _renew_on(date(2027, 2, 20), 2)},
+                 AD + timedelta(days=1), [
+        ("renewed", "renewal_recorded", date(2027, 2, 20)), ("active", "renewal_applied", AD)],
+        ("renewal_confirmed", date(2027, 2, 20),
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2029-03-15",
+          "years": 2, "ordered_on": "2027-02-20"}), id="renewed-for-two-years-before-the-ad"),
+    pytest.param(subscription(renewal=Renewal(AD, 1)), {}, AD + timedelta(days=1), [
+        ("active", "renewal_applied", AD)],
+        ("renewal_confirmed", AD,
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2028-03-15",
+          "years": 1, "ordered_on": "2027-03-15"}), id="ordered-on-the-ad-itself"),
+    pytest.param(subscription(), {date(2027, 3, 20): _renew_on(date(2027, 3, 20))},
+                 AD + timedelta(days=6), [
+        ("grace", "anniversary_passed", AD), ("active", "renewed_late", date(2027, 3, 20))],
+        ("renewal_confirmed", date(2027, 3, 20),
+         {"anniversary_date": "2027-03-15", "next_anniversary_date": "2028-03-15",
+          "years": 1, "ordered_on": "2027-03-20"}), id="renewed-late-in-grace"),
+    pytest.param(subscription(), {date(2027, 2, 20): _renew_on(date(2027, 2, 20)),
+                                  date(2027, 2, 24): lambda s: replace(s, renewal=None)},
+                 date(2027, 2, 25), [
+        ("renewed", "renewal_recorded", date(2027, 2, 20)),
+        ("ready_for_renewal", "renewal_withdrawn", date(2027, 2, 24))],
+        None, id="renewal-withdrawn"),
+    pytest.param(subscription(), {
+        date(2027, 2, 20): lambda s: replace(s, anniversary_date=date(2027, 6, 15))},
+        date(2027, 2, 21), [("active", "anniversary_moved", date(2027, 2, 20))],
+        None, id="ad-moved-later-before-it"),
+    pytest.param(subscription(), {
+        date(2027, 3, 20): lambda s: replace(s, anniversary_date=date(2027, 6, 15))},
+        date(2027, 3, 21), [("grace", "anniversary_passed", AD),
+                            ("active", "anniversary_moved", date(2027, 3, 20))],
+        None, id="ad-moved-later-in-grace"),
+    pytest.param(subscription(auto_renew=True, change=PendingChange(24, AD)), {},
+                 AD + timedelta(days=1), [("active", "auto_renewed", AD)],
+        ("term_change_applied", AD,
+         {"anniversary_date": "2027-03-15", "from_term_months": 12, "to_term_months": 24}),
+        id="auto-renewed-with-a-term-change"),
+]
+
+
+@pytest.mark.parametrize(("state", "imports", "until", "trail", "notice"), STORIES)
+def test_each_story_leaves_its_trail_of_reasons_and_dates_and_its_notice_facts(
+    state: SubscriptionState, imports: Mapping[date, Import], until: date,
+    trail: list[tuple[str, str, date]], notice: tuple[str, date, dict[str, object]] | None,
+    policy: Policy,
+) -> None:
+    history = daily(state, until, policy, imports)
+    moves = [(c.field, c.to_value, c.reason, c.effective_on)
+             for result in history.values() for c in result.changes]
+    assert [("status", *move) for move in TRAIL_START + trail] == moves
+    if notice is not None:
+        kind, occasion_date, facts = notice
+        [found] = {n.key: n for r in history.values() for n in r.notices
+                   if n.kind == kind}.values()
+        assert (occasion_date, facts) == (found.occasion_date, found.facts)
+
+
+def test_auto_renewal_notice_names_both_anniversaries_and_the_new_term(policy: Policy) -> None:
+    history = daily(subscription(auto_renew=True, change=PendingChange(24, AD)),
+                    AD, policy)
+    [found] = [n for n in history[AD].notices if n.kind == "auto_renewed"]
+    assert {"anniversary_date": "2027-03-15", "next_anniversary_date": "2029-03-15",
+            "term_months": 24} == found.facts
+    assert (date(2029, 3, 15), 24, None) == (
+        history[AD].state.anniversary_date, history[AD].state.term_months,
+        history[AD].state.pending_change)
+
+
+def test_a_change_for_a_later_anniversary_survives_an_auto_renewal(policy: Policy) -> None:
+    """Due at the 2028 AD: the 2027 renewal keeps it waiting, unchanged."""
+    change = PendingChange(1, NEXT_AD)
+    history = daily(subscription(auto_renew=True, change=change), AD, policy)
+    assert (NEXT_AD, 12, change) == (history[AD].state.anniversary_date,
+                                     history[AD].state.term_months,
+                                     history[AD].state.pending_change)
+    assert [] == [n for n in history[AD].notices if n.kind == "term_change_applied"]
+
+
+def _ready(policy: Policy) -> SubscriptionState:
+    """s1 as the pass of the day before its AD leaves it: ready for renewal."""
+    return daily(subscription(), AD - timedelta(days=1), policy)[AD - timedelta(days=1)].state
+
+
+def _moves(result: SubscriptionResult) -> list[tuple[str, str, date]]:
+    return [(c.to_value, c.reason, c.effective_on) for c in result.changes]
+
+
+def test_one_catch_up_pass_lapses_then_applies_a_renewal_ordered_after_the_lapse(
+    policy: Policy,
+) -> None:
+    """No pass from the day before the AD to AD + 25; ordered on AD + 20."""
+    state = replace(_ready(policy), renewal=Renewal(AD + timedelta(days=20), 1))
+    result = evaluate_subscription(state, AD + timedelta(days=25), policy)
+    assert [("grace", "anniversary_passed", AD),
+            ("lapsed", "grace_over", AD + timedelta(days=14)),
+            ("active", "renewed_late", AD + timedelta(days=20))] == _moves(result)
+    assert NEXT_AD == result.state.anniversary_date
+
+
+def test_one_catch_up_pass_goes_on_past_a_late_renewal_to_the_next_terms_thresholds(
+    policy: Policy,
+) -> None:
+    """Renewed in grace (AD + 5), next pass 330 days after the AD: the new term's
+    renewal_upcoming (NEXT_AD - 45) is reached in the same pass."""
+    state = replace(_ready(policy), renewal=Renewal(AD + timedelta(days=5), 1))
+    result = evaluate_subscription(state, AD + timedelta(days=330), policy)
+    assert [("grace", "anniversary_passed", AD),
+            ("active", "renewed_late", AD + timedelta(days=5)),
+            ("renewal_upcoming", "renewal_upcoming", NEXT_AD - timedelta(days=45))
+            ] == _moves(result)
+
+
+def test_a_renewal_ordered_on_the_lapse_day_prevents_the_lapse(policy: Policy) -> None:
+    ordered = AD + timedelta(days=14)
+    history = daily(subscription(), ordered, policy, {ordered: _renew_on(ordered)})
+    assert [("active", "renewed_late", ordered)] == _moves(history[ordered])
+
+
+def test_a_renewal_known_only_after_the_lapse_takes_effect_on_the_lapse_day(
+    policy: Policy,
+) -> None:
+    """Ordered in grace (AD + 10) but imported at AD + 20, after the lapse: a move cannot
+    be dated before the status it leaves, so renewal and confirmation are dated AD + 14."""
+    lapse_day = AD + timedelta(days=14)
+    history = daily(subscription(), AD + timedelta(days=20), policy,
+                    {AD + timedelta(days=20): _renew_on(AD + timedelta(days=10))})
+    assert [("active", "renewed_late", lapse_day)] == _moves(history[AD + timedelta(days=20)])
+    [confirmed] = [n for n in history[AD + timedelta(days=20)].notices
+                   if n.kind == "renewal_confirmed"]
+    assert lapse_day == confirmed.occasion_date
+
+
+def test_in_grace_the_next_checks_are_the_grace_ending_day_then_the_lapse_day(
+    policy: Policy,
+) -> None:
+    history = daily(subscription(), AD + timedelta(days=12), policy)
+    assert [date(2027, 3, 26), date(2027, 3, 29), date(2027, 3, 29)] == [
+        history[day].next_check_on for day in (AD, date(2027, 3, 26), date(2027, 3, 27))]
+
+
+def test_a_renewal_ordered_on_the_window_day_goes_straight_to_renewed(policy: Policy) -> None:
+    """The order and the AD - 30 threshold fall on one day: the order wins, with no
+    ready_for_renewal step recorded."""
+    window = AD - timedelta(days=30)
+    history = daily(subscription(), window, policy, {window: _renew_on(window)})
+    assert [("renewed", "renewal_recorded", window)] == _moves(history[window])
+
+
+def test_renewal_notices_name_the_anniversary_and_how_many_days_before(
+    policy: Policy,
+) -> None:
+    history = daily(subscription(), AD - timedelta(days=1), policy)
+    facts = {(n.kind, n.occasion_date): n.facts for r in history.values()
+             for n in r.notices if n.family == "renewal"}
+    assert {
+        ("renewal_upcoming", date(2027, 1, 29)): {"anniversary_date": "2027-03-15",
+                                                  "days_before": 45},
+        ("renewal_window_open", date(2027, 2, 13)): {"anniversary_date": "2027-03-15",
+                                                     "days_before": 30},
+        ("renewal_reminder", date(2027, 3, 8)): {"anniversary_date": "2027-03-15",
+                                                 "days_before": 7},
+        ("renewal_reminder", date(2027, 3, 14)): {"anniversary_date": "2027-03-15",
+                                                  "days_before": 1},
+    } == facts
+
+
+def test_an_unknown_stored_status_is_an_error_naming_the_subscription(policy: Policy) -> None:
+    with pytest.raises(RecordError, match=r"^subscription s1: unknown status 'bogus'$"):
+        evaluate_subscription(replace(subscription(), status="bogus"), AD, policy)
+
+
+def test_a_renewal_withdrawn_after_the_anniversary_falls_into_grace_in_the_same_pass(
+    policy: Policy,
+) -> None:
+    """Renewed 20 days before the AD; the order is withdrawn and the next pass comes three
+    days after the AD: back to ready_for_renewal, then grace, both on the day it was
+    learnt (no move is dated before the status it leaves)."""
+    ordered = AD - timedelta(days=20)
+    renewed = daily(subscription(), ordered, policy, {ordered: _renew_on(ordered)})[ordered]
+    learnt = AD + timedelta(days=3)
+    result = evaluate_subscription(replace(renewed.state, renewal=None), learnt, policy)
+    assert [("ready_for_renewal", "renewal_withdrawn", learnt),
+            ("grace", "anniversary_passed", learnt)] == _moves(result)
+
+
+def test_an_order_imported_late_is_recorded_and_confirmed_from_the_status_it_leaves(
+    policy: Policy,
+) -> None:
+    """Ordered at AD - 40, imported at AD - 20 (the subscription ready since AD - 30): the
+    renewal and its confirmation are dated AD - 30."""
+    window, imported = AD - timedelta(days=30), AD - timedelta(days=20)
+    history = daily(subscription(), imported, policy,
+                    {imported: _renew_on(AD - timedelta(days=40))})
+    assert [("renewed", "renewal_recorded", window)] == _moves(history[imported])
+    [confirmed] = [n for n in history[imported].notices if n.kind == "renewal_confirmed"]
+    assert window == confirmed.occasion_date
