@@ -164,7 +164,11 @@ def run_pass(
                 try:
                     _run_stages(connection, summary, policy, moment, dry_run, progress,
                                 build, deliver, stop)
-                    _close_pass(connection, summary, dry_run, real_time())
+                    if dry_run:
+                        _close_pass(connection, summary, dry_run, real_time())
+                    else:  # the drain may have outlived a database restart: ask the pool
+                        with engine.connect() as fresh:
+                            _close_pass(fresh, summary, dry_run, real_time())
                 except Exception as error:
                     if dry_run:
                         raise

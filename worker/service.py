@@ -41,6 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from worker.metrics import record_database_error
+from worker.outage import OUTAGES
 from worker.pass_ledger import describe
 from worker.passes import PassFailed
 from worker.policy import Policy
@@ -90,17 +91,12 @@ class DatabaseWatch:
             self.failures += 1
             if self._down_since is None:
                 self._down_since = time.monotonic()
-                log.warning("database_unavailable", error=describe(error))
-            else:
-                log.debug("database_still_unavailable", error=describe(error))
+        OUTAGES.failed(describe(error))
 
     def answered(self) -> None:
         with self._lock:
-            if self._down_since is not None:
-                log.info("database_available",
-                         outage_seconds=round(time.monotonic() - self._down_since, 1),
-                         failures=self.failures)
             self._down_since, self.failures = None, 0
+        OUTAGES.answered()
 
     def next_delay(self) -> timedelta:
         return timedelta(seconds=BACKOFF[min(max(self.failures - 1, 0), len(BACKOFF) - 1)])

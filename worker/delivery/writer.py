@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from worker.delivery.decisions import Settlement, database_backoff
+from worker.outage import OUTAGES
 
 log = structlog.get_logger("worker.outbox")
 T = TypeVar("T")
@@ -117,13 +118,12 @@ class Database:
         if self.up.is_set():
             self.up.clear()
             self._down_since = time.monotonic()
-            log.warning("database_unavailable", error=str(error.orig or error).strip()[:300],
-                        action="sending paused; outcomes kept and written when it answers")
+        OUTAGES.failed(str(error.orig or error).strip()[:300], component="delivery",
+                       action="sending paused; outcomes kept and written when it answers")
 
     def _answered(self) -> None:
         if not self.up.is_set():
-            log.info("database_available", attempts=self._failures,
-                     down_seconds=round(time.monotonic() - self._down_since, 1))
+            OUTAGES.answered()
             self.up.set()
         self._failures = 0
 
