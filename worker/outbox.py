@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, Row, and_, bindparam, or_, select, up
 
 from worker.calendar import local_time_of_day
 from worker.db.schema import metadata
+from worker.events import record_final_notices
 from worker.mailer import Mailer, Outcome, Outgoing, Verdict, open_mailer
 from worker.messages import UnsafeHeader, message_bytes, message_id_for
 from worker.notices import IGNORES_SEND_WINDOW
@@ -403,6 +404,7 @@ def write_skips(connection: Connection, skips: Sequence[tuple[int, str]]) -> Non
                      .values(_released(status="cancelled", last_error=bindparam("b_reason"),
                                        message_bytes=None)))
         connection.execute(statement, [{"b_id": i, "b_reason": r} for i, r in skips])
+        record_final_notices(connection, {i: "cancelled" for i, _ in skips})
 
 
 def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) -> None:
@@ -417,7 +419,8 @@ def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) 
 def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
     """Record outcomes and release the leases. `sent` is written whatever happened to
     the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
-    notice cancelled while in flight stays cancelled."""
+    notice cancelled while in flight stays cancelled. Each final state written gets its
+    event in this transaction (worker.events)."""
     columns = NOTIFICATIONS.c
     values = _released(
         status=bindparam("b_status"), attempts=bindparam("b_attempts"),
@@ -437,6 +440,8 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
                                                     _still_waiting())
             extra = {"message_bytes": None} if final else {}
             connection.execute(statement.values({**values, **extra}), group)
+    # One event per notice now in a final state (none where the update did not apply).
+    record_final_notices(connection, {s.id: s.status for s in settlements if s.final})
 
 
 def _params(settlement: Settlement) -> dict[str, Any]:

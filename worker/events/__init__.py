@@ -1,0 +1,12 @@
+"""The change feed: one event per change the worker makes, in the change's transaction.
+
+`build` turns what was written into event rows (pure); `write` inserts them in order
+(and says why a poller can trust `seq`); `feed` reads them back for `events`, `events
+replay` and `history`.
+"""
+
+from worker.events.build import TYPES, account_state_event
+from worker.events.write import insert_events, record_account_state, record_final_notices
+
+__all__ = ["TYPES", "account_state_event", "insert_events", "record_account_state",
+           "record_final_notices"]
