@@ -50,9 +50,11 @@ def events_by_seq(connection: Connection, seqs: Sequence[int]) -> tuple[list[Row
     return rows, sorted({seq for seq in seqs if seq not in found})
 
 
-def events_between(connection: Connection, first: datetime, last: datetime) -> list[Row[Any]]:
-    """Events whose `timestamp` (occurred_at) lies in [first, last], in `seq` order."""
-    query = (select(EVENTS).where(EVENTS.c.occurred_at >= first, EVENTS.c.occurred_at <= last)
+def events_between(connection: Connection, start: datetime, end: datetime) -> list[Row[Any]]:
+    """Events written (`created_at`, real time) in [start, end), in `seq` order: what a
+    portal that lost data over that period of its own clock was sent or should have been.
+    (`timestamp` is the change's moment, which a rehearsal `--as-of` may set anywhere.)"""
+    query = (select(EVENTS).where(EVENTS.c.created_at >= start, EVENTS.c.created_at < end)
              .order_by(EVENTS.c.seq))
     return list(connection.execute(query))
 
