@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, update
 
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import queue_notice
-from worker import passes
+from worker import effects, passes
 from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
 from worker.events import record_account_state
 from worker.events.build import account_state_event, event_type
@@ -236,7 +236,7 @@ def test_a_chunk_rolled_back_leaves_neither_its_changes_nor_their_events(
     changes and events, the second has neither."""
     load(engine, policy)
     monkeypatch.setattr(passes, "CHUNK", 2)
-    real = passes.write_events
+    real = effects.write_events
     calls = []
 
     def failing(connection: Any, written: Any) -> None:
