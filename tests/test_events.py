@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, text, update
 
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import queue_notice
 from worker import effects, passes
 from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
-from worker.events import record_account_state
+from worker.events import insert_events, record_account_state
 from worker.events.build import account_state_event, event_type
 from worker.events.feed import events_after, events_between, events_by_seq, feed_page
+from worker.events.write import EVENTS_LOCK
 from worker.importer import import_data
 from worker.mailer import MemoryMailer, Outcome, Reply, Script, Verdict
 from worker.outbox import RetryPolicy, claim, deliver_due, settle, write_settlements
@@ -309,3 +312,89 @@ def test_the_feed_pages_in_seq_order_and_selects_by_seq_and_period(
     assert ([everything[0], everything[2]], [999_999]) == ([r.seq for r in chosen], missing)
     assert everything == [row.seq for row in period]
     assert [] == empty
+
+
+# --- seq order a poller can trust (PostgreSQL) ------------------------------------------
+
+
+def a_row(customer_id: str) -> dict[str, Any]:
+    row = account_state_event(customer_id, "r1", ("active", "current"),
+                              ("suspended", "current"), T, cause="person")
+    assert row is not None
+    return row
+
+
+def waiting_for_the_feed_lock(engine: Engine) -> bool:
+    """True once some session waits for the feed's advisory lock (bounded polling)."""
+    deadline = time.monotonic() + 10
+    with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.scalar(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND objid = :key"), {"key": EVENTS_LOCK})
+            connection.rollback()
+            if waiting:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+def visible_seqs(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return [row.seq for row in events_after(connection, 0, 100)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_later_event_never_becomes_visible_before_an_earlier_one(engine: Engine) -> None:
+    """Two transactions writing events: the second waits for the first to commit, so a
+    poller never sees seq n+1 while seq n may still appear (it would skip it for ever)."""
+    first = engine.connect()
+    first.begin()
+    [mine] = insert_events(first, [a_row("c1")])
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as connection:
+                insert_events(connection, [a_row("c2")])
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=second, daemon=True)
+    thread.start()
+    try:
+        assert waiting_for_the_feed_lock(engine)
+        assert [] == visible_seqs(engine)
+        first.commit()
+    finally:
+        first.close()
+    assert done.wait(10)
+    thread.join(timeout=10)
+    assert [] == failures
+    seqs = visible_seqs(engine)
+    assert 2 == len(seqs)
+    assert seqs == sorted(seqs)
+    assert [mine["id"]] == [r.id for r in events(engine) if r.seq == seqs[0]]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_without_the_lock_a_poller_would_skip_an_event(engine: Engine) -> None:
+    """The control: plain inserts let seq n+1 commit and show while seq n is in flight."""
+    first = engine.connect()
+    first.begin()
+    try:
+        first.execute(insert(EVENTS), [{**a_row("c1"), "id": "evt_first", "created_at": T}])
+        with engine.begin() as connection:
+            connection.execute(insert(EVENTS), [{**a_row("c2"), "id": "evt_second",
+                                                 "created_at": T}])
+        [seen] = visible_seqs(engine)
+        first.commit()
+    finally:
+        first.close()
+    earlier = min(visible_seqs(engine))
+    assert earlier < seen  # a cursor moved to `seen` would never read `earlier`
