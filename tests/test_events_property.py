@@ -11,7 +11,7 @@ copy of one migrated file).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,10 @@ def fresh(template: Path, workdir: Path) -> Iterator[Engine]:
         engine.dispose()
 
 
+def clock_at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
 def play(engine: Engine, history: list[tuple[Any, ...]]) -> None:
     import_data(engine, as_json(portfolio()), POLICY)
     moment = START
@@ -104,7 +108,7 @@ def play(engine: Engine, history: list[tuple[Any, ...]]) -> None:
             moment = moment.replace(hour=step[2]) + timedelta(days=step[1])
             run_pass(engine, POLICY, moment)
         else:
-            deliver_due(engine, POLICY, Settings(), moment, clock=lambda at=moment: at,
+            deliver_due(engine, POLICY, Settings(), moment, clock=clock_at(moment),
                         mailer=MemoryMailer(Script(rcpt=step[1])),
                         retry=RetryPolicy.from_minutes([1]))
 
