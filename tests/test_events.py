@@ -14,7 +14,7 @@ from tests.portfolio import as_json, portfolio
 from tests.smtp_server import queue_notice
 from worker import effects, passes
 from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
-from worker.events import insert_events, record_account_state
+from worker.events import PersonStateChange, insert_events, record_account_states
 from worker.events.build import account_state_event, event_type
 from worker.events.feed import events_after, events_between, events_by_seq, feed_page
 from worker.events.write import EVENTS_LOCK
@@ -111,11 +111,10 @@ def test_a_person_suspension_keeps_the_account_suspended_whatever_the_payments(
 def test_an_import_changing_the_persons_state_can_record_its_event(engine: Engine) -> None:
     """The function the import calls: an event when the effective state moves, else none."""
     with engine.begin() as connection:
-        moved = record_account_state(connection, "c9", "r1", "active", "suspended",
-                                     "current", T)
-        hidden = record_account_state(connection, "c9", "r1", "active", "updating",
-                                      "suspended", T)
-    assert [] == hidden
+        moved = record_account_states(connection, [
+            PersonStateChange("c9", "r1", "active", "suspended", "current"),
+            PersonStateChange("c8", "r1", "active", "updating", "suspended"),
+            PersonStateChange("c7", "r1", "active", "active", "current")], T)
     [row] = events(engine, "customer.account_state_changed")
     assert ({"id": "c9", "reseller_id": "r1", "from": "active", "to": "suspended",
              "effective_on": "2027-03-10", "cause": "person"}, T) == (row.data, row.occurred_at)

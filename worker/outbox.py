@@ -596,8 +596,9 @@ class Drain:
         self.counts.cancelled += len(skips)
         with self.engine.begin() as connection:
             write_waits(connection, waits)
-            write_skips(connection, skips)
-            return self._built(connection, ready)
+            ready = self._built(connection, ready)
+            write_skips(connection, skips)  # last: its events take the feed's lock
+            return ready
 
     def _built(self, connection: Connection, notices: list[Due]) -> list[Due]:
         missing = [n.id for n in notices if n.message_bytes is None or n.message_id is None]

@@ -6,7 +6,12 @@ replay` and `history`.
 """
 
 from worker.events.build import TYPES, account_state_event
-from worker.events.write import insert_events, record_account_state, record_final_notices
+from worker.events.write import (
+    PersonStateChange,
+    insert_events,
+    record_account_states,
+    record_final_notices,
+)
 
-__all__ = ["TYPES", "account_state_event", "insert_events", "record_account_state",
-           "record_final_notices"]
+__all__ = ["TYPES", "PersonStateChange", "account_state_event", "insert_events",
+           "record_account_states", "record_final_notices"]
