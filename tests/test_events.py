@@ -17,6 +17,7 @@ from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
 from worker.events import PersonStateChange, insert_events, record_account_states
 from worker.events.build import account_state_event, event_type
 from worker.events.feed import events_after, events_between, events_by_seq, feed_page
+from worker.events.history import UnknownRecord, history, history_table
 from worker.events.write import EVENTS_LOCK
 from worker.importer import import_data
 from worker.mailer import MemoryMailer, Outcome, Reply, Script, Verdict
@@ -397,3 +398,54 @@ def test_without_the_lock_a_poller_would_skip_an_event(engine: Engine) -> None:
         first.close()
     earlier = min(visible_seqs(engine))
     assert earlier < seen  # a cursor moved to `seen` would never read `earlier`
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+def test_history_shows_webhook_deliveries_when_the_schema_has_them(
+    engine: Engine, policy: Policy
+) -> None:
+    """Read by reflection: without the table there are none; with it, each event lists
+    its deliveries (leases left out)."""
+    load(engine, policy)
+    run_pass(engine, policy, at("2027-03-20T10:00:00Z"))
+    with engine.connect() as connection:
+        before = history(connection, "k1")
+    [event] = [e for e in before["timeline"] if e["entry"] == "event"]
+    assert [] == event["deliveries"]
+    with engine.begin() as connection:
+        connection.execute(text(
+            "CREATE TABLE webhook_deliveries (id INTEGER PRIMARY KEY, event_seq BIGINT,"
+            " endpoint VARCHAR(64), status VARCHAR(16), attempts INTEGER,"
+            " claim_token VARCHAR(32))"))
+        connection.execute(text(
+            "INSERT INTO webhook_deliveries VALUES (1, :seq, 'portal', 'delivered', 2, 'x')"),
+            {"seq": event["seq"]})
+    with engine.connect() as connection:
+        after = history(connection, "k1")
+    [event] = [e for e in after["timeline"] if e["entry"] == "event"]
+    assert [{"id": 1, "event_seq": event["seq"], "endpoint": "portal", "status": "delivered",
+             "attempts": 2}] == event["deliveries"]
+    assert "delivery to portal: delivered after 2 attempt(s)" in history_table(after)
+
+
+def test_history_tells_a_subscription_in_order_and_refuses_an_unknown_id(
+    engine: Engine, policy: Policy
+) -> None:
+    load(engine, policy)
+    run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
+    deliver(engine, MemoryMailer(), at("2027-02-05T10:00:00Z"))
+    with engine.connect() as connection:
+        story = history(connection, "s1")
+        with pytest.raises(UnknownRecord, match="'nobody'"):
+            history(connection, "nobody")
+    kinds = [(e["entry"], e.get("to") or e.get("kind") or e.get("type")) for e in
+             story["timeline"]]
+    assert [("change", "active"), ("event", "subscription.status_changed"),
+            ("change", "renewal_upcoming"), ("event", "subscription.status_changed"),
+            ("notice", "renewal_upcoming"), ("event", "notification.sent"),
+            ("notice", "renewal_upcoming"), ("event", "notification.sent")] == kinds
+    notice = story["timeline"][4]
+    assert [{"address": "paul@dupont.example", "status": "sent", "code": 250}] == [
+        {k: r[k] for k in ("address", "status", "code")} for r in notice["recipients"]]
