@@ -73,7 +73,7 @@ def feed_table(rows: Sequence[Row[Any]]) -> str:
     """`events --format table`: one line per event."""
     if not rows:
         return "no events\n"
-    lines = [f"{'seq':>8}  {'timestamp':<25}  {'type':<38}  what"]
-    lines += [f"{row.seq:>8}  {row.occurred_at.isoformat():<25}  {row.type:<38}  {_summary(row)}"
-              for row in rows]
+    lines = [f"{'seq':>8}  {'timestamp':<20}  {'type':<38}  what"]
+    lines += [f"{row.seq:>8}  {row.occurred_at.strftime('%Y-%m-%dT%H:%M:%SZ'):<20}  "
+              f"{row.type:<38}  {_summary(row)}" for row in rows]
     return "\n".join(lines) + "\n"
