@@ -287,6 +287,31 @@ def test_a_second_pass_at_the_same_moment_adds_no_event(engine: Engine, policy: 
     assert_one_event_per_audit_row_in_order(engine)
 
 
+def test_replicas_passing_at_once_write_each_event_once_and_in_order(
+    engine: Engine, policy: Policy
+) -> None:
+    """Three passes at the same moment in three threads (replicas): every audit row has
+    exactly one event, and the feed's order is the audit trail's."""
+    load(engine, policy)
+    failures: list[BaseException] = []
+
+    def one_pass() -> None:
+        try:
+            run_pass(engine, policy, at("2027-03-20T10:00:00Z"))
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=one_pass, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [] == failures
+    assert not any(thread.is_alive() for thread in threads)
+    assert_one_event_per_audit_row_in_order(engine)
+    assert 13 == len(events(engine, "subscription.status_changed"))
+
+
 # --- the feed -------------------------------------------------------------------------
 
 
