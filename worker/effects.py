@@ -189,7 +189,8 @@ def _insert_audit_rows(connection: Connection, batch: Batch) -> list[int]:
     ids = [next(queues[(row["record_type"], row["record_id"])], None)
            for row in batch.transitions]
     if None in ids:
-        raise RuntimeError("audit rows written but not found again: the pass id is shared")
+        raise RuntimeError(f"pass {batch.pass_id}: audit rows written but not all found "
+                           "again; the chunk is rolled back")
     return [int(found_id) for found_id in ids if found_id is not None]
 
 
