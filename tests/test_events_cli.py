@@ -3,10 +3,12 @@ runs them (the real command as a subprocess)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.cli import Result, run_cli
 from tests.portfolio import as_json, portfolio
@@ -107,6 +109,15 @@ BAD = [
 ]
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """`main` points the logs at the captured stderr: point them back afterwards."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("logging_restored")
 @pytest.mark.parametrize(("args", "message"), BAD)
 def test_bad_feed_and_replay_arguments_exit_two_with_one_clear_line(
     args: tuple[str, ...], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
