@@ -44,14 +44,26 @@ class BadInput(Exception):
     """A command-line value is wrong: exit 2 with this message."""
 
 
-def _moment(text: str) -> datetime:
+def _moment(text: str, option: str = "--as-of") -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise BadInput(f"--as-of: not an ISO 8601 moment: {text!r}") from None
+        raise BadInput(f"{option}: not an ISO 8601 moment: {text!r}") from None
     if value.tzinfo is None:
-        raise BadInput(f"--as-of: {text!r} has no offset (add Z or +HH:MM)")
+        raise BadInput(f"{option}: {text!r} has no offset (add Z or +HH:MM)")
     return value.astimezone(UTC)
+
+
+def _count(text: str, option: str, minimum: int, maximum: int | None = None) -> int:
+    """A whole number in [minimum, maximum] given on the command line, else BadInput."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInput(f"{option}: not a whole number: {text!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+        raise BadInput(f"{option}: {value} is out of range ({bounds})")
+    return value
 
 
 def _day(text: str) -> date:
@@ -105,6 +117,22 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("check", help="exit 0 when the database answers and the newest "
                                       "pass is recent (the /healthz condition), else 1")
+
+    history = commands.add_parser("history", help="one record's story: changes, notices, "
+                                  "events")
+    history.add_argument("ref", help="a subscription, customer, code or reseller id")
+    history.add_argument("--format", choices=["table", "json"], default="table")
+
+    events = commands.add_parser("events", help="the change feed, in order (or: events "
+                                 "replay)")
+    events.add_argument("--after", default="0", help="only events after this seq (default 0)")
+    events.add_argument("--limit", default="100", help="at most this many (default 100)")
+    events.add_argument("--format", choices=["table", "json"], default="table")
+    actions = events.add_subparsers(dest="events_action", metavar="ACTION")
+    replay = actions.add_parser("replay", help="push events again (same webhook-id)")
+    replay.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers")
+    replay.add_argument("--from", dest="start", help="events written from this moment")
+    replay.add_argument("--to", dest="end", help="… up to (not including) this one")
     return parser
 
 
@@ -377,7 +405,84 @@ def _preview(args: argparse.Namespace, settings: Settings, policy: Policy) -> in
     return EXIT_OK
 
 
+def _history(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.events.history import UnknownRecord, history, history_table
+
+    with _engine(settings).connect() as connection:
+        try:
+            story = history(connection, args.ref)
+        except UnknownRecord as error:
+            raise BadInput(f"history: {error}") from None
+    if args.format == "json":
+        print(json.dumps(story, indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(history_table(story))
+    return EXIT_OK
+
+
+def _events(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    from worker.events.feed import MAX_LIMIT, events_after, feed_page, feed_table
+
+    if args.events_action == "replay":
+        return _replay(args, settings, policy)
+    after = _count(args.after, "--after", 0)
+    limit = _count(args.limit, "--limit", 1, MAX_LIMIT)
+    with _engine(settings).connect() as connection:
+        if args.format == "json":
+            print(json.dumps(feed_page(connection, after, limit), indent=2, ensure_ascii=False))
+        else:
+            sys.stdout.write(feed_table(events_after(connection, after, limit)))
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+    """`events replay`: select the events (bad input: exit 2), then push them again."""
+    from worker.events.feed import events_between, events_by_seq
+
+    seqs, window = _replay_selection(args)
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        if window is None:
+            rows, missing = events_by_seq(connection, seqs)
+            if missing:
+                raise BadInput(f"events replay: no event has seq {', '.join(map(str, missing))}")
+        else:
+            rows = events_between(connection, *window)
+    if not rows:
+        print("events replay: no event in that period; nothing to replay", file=sys.stderr)
+        return EXIT_OK
+    return _push_again(engine, rows, settings, policy)
+
+
+def _replay_selection(
+    args: argparse.Namespace,
+) -> tuple[list[int], tuple[datetime, datetime] | None]:
+    """Either sequence numbers or a period [--from, --to), never both, never neither."""
+    if args.seqs and (args.start or args.end):
+        raise BadInput("events replay: give sequence numbers or --from/--to, not both")
+    if args.seqs:
+        return [_count(text, "events replay: SEQ", 1) for text in args.seqs], None
+    if not (args.start and args.end):
+        raise BadInput("events replay: give sequence numbers, or both --from T and --to T")
+    start, end = _moment(args.start, "--from"), _moment(args.end, "--to")
+    if start >= end:
+        raise BadInput("events replay: --from must come before --to")
+    return [], (start, end)
+
+
+def _push_again(engine: Engine, rows: Sequence[Any], settings: Settings, policy: Policy) -> int:
+    """Queue the events again to every configured endpoint under the same webhook-id and
+    push them at once (`worker.webhooks.replay`; no endpoint configured: ConfigError,
+    exit 2, nothing pushed)."""
+    from worker.webhooks.push import replay
+
+    outcome = replay(engine, rows, settings=settings, policy=policy, now=utc_now())
+    print(f"events replay: {outcome}", file=sys.stderr)
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Policy], int]] = {
     "db": _db, "import": _import, "run": _run, "start": _start, "export": _export,
     "forecast": _forecast, "preview": _preview, "status": _status, "check": _check,
+    "history": _history, "events": _events,
 }

@@ -4,6 +4,11 @@ Everything a pass decides about one chunk of records is gathered in a `Batch` an
 in the chunk's transaction. "Once" is the database's job: a notice is inserted with
 ON CONFLICT DO NOTHING on its (kind, ref, occasion, audience) key, so no re-run and no
 second process can queue it twice.
+
+Events (worker.events): `write` reads back the id of every audit row it inserts and of
+every notice it cancels, and builds their events; `write_events` inserts them, last in
+the chunk's transaction (it takes the feed's lock, held until commit). A chunk rolled
+back takes its events with it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.db.schema import NOTIFICATIONS, TRANSITIONS
 from worker.db.snapshots import CustomerInfo, ResellerInfo
+from worker.events.build import account_state_events, transition_event
+from worker.events.write import insert_events, notice_events
 from worker.model import Change, Notice
 from worker.notices import AUDIENCES, CUSTOMER, FAMILY_OF, RESELLER
 
@@ -66,13 +73,20 @@ class Batch:
     transitions: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     live: list[tuple[str, str, tuple[str, str, str] | None]] = field(default_factory=list)
+    about: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def update(self, table: str, row_id: str, **values: Any) -> None:
         """Queue an update; rows of one table that set the same columns go out together."""
         group = f"{table}:{','.join(sorted(values))}"
         self.updates.setdefault(group, []).append({"b_id": row_id, **values})
 
-    def record(self, record_type: str, record_id: str, changes: tuple[Change, ...]) -> None:
+    def record(
+        self, record_type: str, record_id: str, changes: tuple[Change, ...], **about: Any
+    ) -> None:
+        """Audit `changes`; `about` is the record's context its events carry
+        (customer_id, reseller_id, anniversary_date, the person's account_state)."""
+        if changes:
+            self.about[(record_type, record_id)] = about
         for change in changes:
             self.transitions.append({
                 "pass_id": self.pass_id, "record_type": record_type, "record_id": record_id,
@@ -111,23 +125,73 @@ class Written:
     cancelled: int = 0
     queued_rows: list[dict[str, Any]] = field(default_factory=list)
     queued_ids: list[int] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Written:
+    """Write the batch; its events are built, and inserted by `write_events`."""
     written = Written()
     for group, rows in batch.updates.items():
         table = tables[group.split(":", 1)[0]]
         columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
         statement = update(table).where(table.c.id == bindparam("b_id")).values(columns)
         connection.execute(statement, rows)
-    if batch.transitions:
-        connection.execute(TRANSITIONS.insert(), batch.transitions)
-    written.cancelled += _cancel_all_overtaken(connection, batch.live)
+    written.events += _audit(connection, batch)
+    cancelled = _cancel_all_overtaken(connection, batch.live)
+    written.cancelled += len(cancelled)
+    written.events += notice_events(cancelled, "cancelled", batch.moment)
     for row, new_id in _insert_all_once(connection, batch.notifications, batch.pass_id):
         written.queued[row["kind"]] += 1
         written.queued_rows.append(row)
         written.queued_ids.append(new_id)
     return written
+
+
+def write_events(connection: Connection, written: Written) -> None:
+    """Insert the events `write` built: the last statement of the chunk's transaction,
+    since it holds the feed's lock until commit (worker.events.write)."""
+    written.events = insert_events(connection, written.events)
+
+
+def _audit(connection: Connection, batch: Batch) -> list[dict[str, Any]]:
+    """Insert the audit rows and build their events: one per row, and the effective
+    account-state moves they imply."""
+    if not batch.transitions:
+        return []
+    ids = _insert_audit_rows(connection, batch)
+    events = []
+    for row, transition_id in zip(batch.transitions, ids, strict=True):
+        about = batch.about.get((row["record_type"], row["record_id"]), {})
+        events.append(transition_event(row, transition_id, about, batch.moment))
+        events += account_state_events([(row, about)], batch.moment)
+    return events
+
+
+def _insert_audit_rows(connection: Connection, batch: Batch) -> list[int]:
+    """One executemany without RETURNING (a multi-row RETURNING insert costs psycopg about
+    0.1 ms a row to parse), then one indexed SELECT of this pass's rows for these records:
+    the ids of each record's rows, ascending, are those of its changes in order (a record
+    is claimed by one chunk of a pass only; should an earlier row match, the newest are
+    taken)."""
+    connection.execute(TRANSITIONS.insert(), batch.transitions)
+    columns = TRANSITIONS.c
+    wanted = Counter((row["record_type"], row["record_id"]) for row in batch.transitions)
+    found = connection.execute(
+        select(columns.id, columns.record_type, columns.record_id)
+        .where(columns.pass_id == batch.pass_id,
+               columns.record_type.in_({kind for kind, _ in wanted}),
+               columns.record_id.in_({record for _, record in wanted}))
+        .order_by(columns.id))
+    by_record: dict[tuple[str, str], list[int]] = {}
+    for row in found:
+        by_record.setdefault((row.record_type, row.record_id), []).append(row.id)
+    queues = {key: iter(by_record.get(key, [])[-count:]) for key, count in wanted.items()}
+    ids = [next(queues[(row["record_type"], row["record_id"])], None)
+           for row in batch.transitions]
+    if None in ids:
+        raise RuntimeError(f"pass {batch.pass_id}: audit rows written but not all found "
+                           "again; the chunk is rolled back")
+    return [int(found_id) for found_id in ids if found_id is not None]
 
 
 _KEY = ("kind", "ref", "occasion", "audience")
@@ -162,12 +226,18 @@ def _insert_all_once(
     return [(row, owned[key]) for key, row in first.items() if key in owned]
 
 
+_CANCELLED = tuple(NOTIFICATIONS.c[name] for name in (
+    "id", "kind", "ref", "audience", "recipients", "message_id", "reseller_id",
+    "recipient_results"))
+
+
 def _cancel_all_overtaken(
     connection: Connection, live: list[tuple[str, str, tuple[str, str, str] | None]]
-) -> int:
-    """Cancel every waiting notice a later state overtook: one SELECT, at most one UPDATE."""
+) -> list[dict[str, Any]]:
+    """Cancel every waiting notice a later state overtook: one SELECT, at most one UPDATE.
+    Returns the notices it cancelled (for their events)."""
     if not live:
-        return 0
+        return []
     wanted = {(ref, family): key for ref, family, key in live}
     columns = NOTIFICATIONS.c
     waiting = connection.execute(
@@ -180,9 +250,9 @@ def _cancel_all_overtaken(
         if family in wanted and wanted[family] != (row.kind, row.ref, row.occasion):
             doomed.append(row.id)
     if not doomed:
-        return 0
+        return []
     result = connection.execute(
         update(NOTIFICATIONS).where(columns.id.in_(doomed), columns.status.in_(WAITING))
-        .values(status="cancelled")
+        .values(status="cancelled").returning(*_CANCELLED)
     )
-    return int(result.rowcount or 0)
+    return sorted((dict(row._mapping) for row in result), key=lambda row: row["id"])

@@ -67,7 +67,8 @@ def subscription(
         bucket=result.bucket, next_check_at=_check_at(result.next_check_on, customer.zone),
         error=None,
     )
-    batch.record("subscription", row.id, result.changes)
+    batch.record("subscription", row.id, result.changes, customer_id=row.customer_id,
+                 reseller_id=customer.reseller_id, anniversary_date=state.anniversary_date)
     context = {
         "customer": customer.public(),
         "subscription": {"id": row.id, "product": row.product, "licences": row.licences,
@@ -98,7 +99,8 @@ def customer(
         late_notice_barred=standing.late_barred,
         next_check_at=_check_at(min(checks) if checks else None, info.zone), error=None,
     )
-    batch.record("customer", row.id, payment.changes)
+    batch.record("customer", row.id, payment.changes, reseller_id=info.reseller_id,
+                 account_state=row.account_state)
     context = {"customer": info.public()}
     for notice in payment.notices:
         batch.queue(notice, info, reseller, context)
@@ -115,7 +117,8 @@ def code(row: Any, batch: Batch, resellers: dict[str, ResellerInfo], policy: Pol
     result = evaluate_code(code_of(row), batch.moment, zone, policy)
     _update_changed(batch, "reseller_change_codes", row, status=result.status,
                     next_check_at=result.next_check or FAR_FUTURE, error=None)
-    batch.record("code", row.id, result.changes)
+    batch.record("code", row.id, result.changes, customer_id=row.customer_id,
+                 reseller_id=row.reseller_id)
     context = {"customer": info.public(), "code": {"id": row.id}}
     for notice in result.notices:
         batch.queue(notice, info, reseller, context)

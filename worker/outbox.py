@@ -85,6 +85,7 @@ from worker.delivery.decisions import (
     window_decision,
 )
 from worker.delivery.writer import Database, GaveUp, OutcomeWriter
+from worker.events import record_final_notices
 from worker.mailer import Mailer, Outcome, Outgoing, Verdict, open_mailer
 from worker.messages import UnsafeHeader, message_bytes, message_id_for
 from worker.policy import Policy
@@ -222,6 +223,7 @@ def write_skips(connection: Connection, skips: Sequence[tuple[int, str]]) -> Non
                      .values(_released(status="cancelled", last_error=bindparam("b_reason"),
                                        message_bytes=None)))
         connection.execute(statement, [{"b_id": i, "b_reason": r} for i, r in skips])
+        record_final_notices(connection, {i: "cancelled" for i, _ in skips})
 
 
 def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) -> None:
@@ -236,7 +238,8 @@ def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) 
 def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
     """Record outcomes and release the leases. `sent` is written whatever happened to
     the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
-    notice cancelled while in flight stays cancelled."""
+    notice cancelled while in flight stays cancelled. Each final state written gets its
+    event in this transaction (worker.events)."""
     columns = NOTIFICATIONS.c
     values = _released(
         status=bindparam("b_status"), attempts=bindparam("b_attempts"),
@@ -256,6 +259,8 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
                                                     _still_waiting())
             extra = {"message_bytes": None} if final else {}
             connection.execute(statement.values({**values, **extra}), group)
+    # One event per notice now in a final state (none where the update did not apply).
+    record_final_notices(connection, {s.id: s.status for s in settlements if s.final})
 
 
 def _params(settlement: Settlement) -> dict[str, Any]:
@@ -445,8 +450,9 @@ class Drain:
         def work(connection: Connection) -> tuple[dict[int, tuple[bytes, str]],
                                                   dict[int, BuildFailure]]:
             write_waits(connection, waits)
-            write_skips(connection, skips)
-            return build_messages(connection, missing, self.build)
+            built = build_messages(connection, missing, self.build)
+            write_skips(connection, skips)  # last: its events take the feed's lock
+            return built
 
         built, failed = await self.database.run(work)
         return self._built(ready, built, failed)

@@ -39,7 +39,7 @@ from worker.db.snapshots import (
     load_resellers,
     zone_of,
 )
-from worker.effects import Batch, Written, write
+from worker.effects import Batch, Written, write, write_events
 from worker.errors import RecordError
 from worker.metrics import record_pass
 from worker.outbox import DeliveryCounts, build_messages, plan_due
@@ -79,6 +79,7 @@ class PassSummary:
     errors: list[dict[str, str]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "running"
 
     @property
@@ -100,6 +101,11 @@ class PassSummary:
             "date": row["occasion_date"].isoformat(), "kind": row["kind"], "ref": row["ref"],
             "audience": row["audience"], "recipients": row["recipients"],
         } for row in written.queued_rows]
+        self.events += [{
+            "type": event["type"], "timestamp": event["occurred_at"].isoformat(),
+            "subject_type": event["subject_type"], "subject_id": event["subject_id"],
+            "data": event["data"],
+        } for event in written.events]
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -112,7 +118,8 @@ class PassSummary:
         return {"pass_id": self.pass_id, "as_of": self.as_of.isoformat(),
                 "dry_run": self.dry_run, "outcome": self.outcome, **self.counts(),
                 "transport": self.transport, "errors": self.errors,
-                "transitions": self.transitions, "notices": self.notices}
+                "transitions": self.transitions, "notices": self.notices,
+                "events": self.events}
 
 
 class PassFailed(Exception):
@@ -270,10 +277,12 @@ def _evaluate_all(
 
 
 def _write(connection: Connection, batch: Batch, summary: PassSummary, build: bool) -> None:
-    """Write a chunk's decisions; build the new notices' messages once, as they are queued."""
+    """Write a chunk's decisions; build the new notices' messages once, as they are queued;
+    then the chunk's events, last (they hold the feed's lock until commit)."""
     written = write(connection, batch, TABLES)
     if build:
         build_messages(connection, written.queued_ids)
+    write_events(connection, written)
     summary.absorb(batch, written)
 
 

@@ -31,6 +31,8 @@ def render_summary(summary: PassSummary) -> str:
         lines.append("  would queue:")
         lines += [f"    {n['date']}  {n['kind']} {n['ref']} -> {', '.join(n['recipients'])}"
                   for n in summary.notices]
+        lines.append("  would emit:")
+        lines += [f"    {e['type']} {e['subject_id']}" for e in summary.events]
     lines.append(f"  records skipped: {len(summary.errors)}")
     lines += [f"    {error['record']} {error['id']}: {error['reason']}"
               for error in summary.errors]

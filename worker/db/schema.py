@@ -265,6 +265,8 @@ class Event(Base):
     __table_args__ = (
         Index(None, "subject_type", "subject_id", "seq"),
         Index(None, "reseller_id", "seq"),
+        # One event per final delivery state of a notice (migration 0008_events).
+        Index(None, "notification_id", "type", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(
