@@ -167,7 +167,7 @@ def test_dry_run_and_forecast_change_nothing(worker: Any, tmp_path: Path) -> Non
     before = worker("export").json()
     dry = worker("run", "--once", "--as-of", "2027-03-20T10:00:00Z", "--dry-run")
     assert dry.code == 0
-    would_queue = dry.stdout.split("  would queue:\n", 1)[1].split("  records skipped", 1)[0]
+    would_queue = dry.stdout.split("  would queue:\n", 1)[1].split("  would emit:", 1)[0]
     planned = [line.split()[1:3] for line in would_queue.splitlines()]
     assert ["subscription_expired", "s1"] in planned
     assert f"notices queued: {len(planned)}\n" in dry.stdout
