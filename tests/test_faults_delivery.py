@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from tests.cli import command
-from tests.pg_server import OwnServer, PostgresUnavailable, own_server
+from tests.pg_server import PostgresUnavailable, Server, server_process
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from tests.smtp_sink import Sink, running_sink
 from worker.db.engine import make_engine, upgrade
@@ -51,9 +51,9 @@ _databases = count()
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[OwnServer]:
+def server() -> Iterator[Server]:
     try:
-        with own_server() as running:
+        with server_process() as running:
             yield running
     except PostgresUnavailable as error:
         if os.environ.get("CI"):
@@ -62,7 +62,7 @@ def server() -> Iterator[OwnServer]:
 
 
 @pytest.fixture
-def database(server: OwnServer) -> Iterator[Engine]:
+def database(server: Server) -> Iterator[Engine]:
     name = f"faults_{next(_databases)}"
     admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -201,7 +201,7 @@ def test_a_replica_killed_mid_delivery_costs_at_most_a_few_duplicates(
 
 
 def test_a_postgresql_restart_mid_delivery_loses_nothing_and_sends_nothing_twice(
-    server: OwnServer, database: Engine, tmp_path: Path, replicas: list[Replica]
+    server: Server, database: Engine, tmp_path: Path, replicas: list[Replica]
 ) -> None:
     """`pg_ctl restart -m fast` under a running `start`: the drain keeps the outcomes it
     could not write, sends nothing new while the database is away, writes them when it
