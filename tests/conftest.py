@@ -24,6 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import PostgresUnavailable, running_server
 from worker.db.engine import make_engine, upgrade
+from worker.outage import OUTAGES
 from worker.policy import Policy, load_policy
 
 _counter = itertools.count()
@@ -116,3 +117,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def policy() -> Policy:
     return load_policy()
+
+
+@pytest.fixture(autouse=True)
+def _no_outage_left_over() -> None:
+    """The process's outage log starts each test with the database up."""
+    OUTAGES.reset()
