@@ -57,7 +57,7 @@ from sqlalchemy import Engine, delete, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worker.db.engine import make_engine, upgrade
-from worker.db.schema import metadata
+from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, metadata
 from worker.logs import configure_logging
 from worker.mailer import SmtpConfig, SmtpMailer
 from worker.notices import KINDS
@@ -186,6 +186,9 @@ def build_all(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
 
 def queue(engine: Engine, rows: list[dict[str, Any]]) -> None:
     with engine.begin() as connection:
+        # The last run's outcomes and their events go first (events refer to notices).
+        connection.execute(delete(WEBHOOK_DELIVERIES))
+        connection.execute(delete(EVENTS))
         connection.execute(delete(NOTIFICATIONS))
         connection.execute(insert(NOTIFICATIONS), rows)
 
