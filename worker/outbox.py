@@ -85,7 +85,7 @@ from worker.delivery.decisions import (
     window_decision,
 )
 from worker.delivery.writer import Database, GaveUp, OutcomeWriter
-from worker.events import record_final_notices
+from worker.events import record_final_notices, record_sent_notices
 from worker.mailer import Mailer, Outcome, Outgoing, Verdict, open_mailer
 from worker.messages import UnsafeHeader, message_bytes, message_id_for
 from worker.policy import Policy
@@ -152,6 +152,7 @@ _CLAIMED = (
     NOTIFICATIONS.c.attempts, NOTIFICATIONS.c.last_error, NOTIFICATIONS.c.recipient_results,
     NOTIFICATIONS.c.message_bytes, NOTIFICATIONS.c.message_id,
     NOTIFICATIONS.c.created_at, NOTIFICATIONS.c.not_before,
+    NOTIFICATIONS.c.ref, NOTIFICATIONS.c.reseller_id,
     NOTIFICATIONS.c.payload[("reseller", "email")].as_string().label("sender"),
 )
 
@@ -190,7 +191,8 @@ def _due_of(row: Row[Any]) -> Due:
                last_error=row.last_error, results=row.recipient_results or {},
                sender=row.sender, message_bytes=row.message_bytes,
                message_id=row.message_id,
-               due_since=max(row.created_at, row.not_before or row.created_at))
+               due_since=max(row.created_at, row.not_before or row.created_at),
+               ref=row.ref, reseller_id=row.reseller_id)
 
 
 def waiting_rows(connection: Connection, moment: datetime) -> list[Due]:
@@ -259,8 +261,14 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
                                                     _still_waiting())
             extra = {"message_bytes": None} if final else {}
             connection.execute(statement.values({**values, **extra}), group)
-    # One event per notice now in a final state (none where the update did not apply).
-    record_final_notices(connection, {s.id: s.status for s in settlements if s.final})
+    # One event per notice now in a final state (none where the update did not apply):
+    # a `sent` always applies, and its facts came with the claim; the others are read back.
+    told = [s for s in sent if s.facts is not None]
+    record_final_notices(connection, {s.id: s.status for s in settlements
+                                      if s.final and not (s.status == "sent" and s.facts)})
+    record_sent_notices(connection, [
+        {**(s.facts or {}), "id": s.id, "recipient_results": s.results, "sent_at": s.sent_at}
+        for s in told])
 
 
 def _params(settlement: Settlement) -> dict[str, Any]:
@@ -517,6 +525,10 @@ class Drain:
         settlement = settle(notice, outcome, self.moment, self.clock(), self.retry)
         if not notice.recipients:
             settlement = replace(settlement, status="failed", last_error="no recipients")
+        settlement = replace(settlement, facts={
+            "kind": notice.kind, "ref": notice.ref, "audience": notice.audience,
+            "recipients": list(notice.recipients), "message_id": notice.message_id,
+            "reseller_id": notice.reseller_id})
         self.counts.add(settlement)
         if settlement.sent_at is not None and notice.due_since is not None:
             metrics.record_delivery_latency((settlement.sent_at - notice.due_since)

@@ -98,6 +98,8 @@ class Due:
     message_bytes: bytes | None = None
     message_id: str | None = None
     due_since: datetime | None = None  # the later of its creation and `not_before`
+    ref: str = ""
+    reseller_id: str | None = None
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -205,6 +207,9 @@ class Settlement:
     results: dict[str, dict[str, Any]]
     not_before: datetime | None = None
     sent_at: datetime | None = None
+    # What the notice's event tells besides the outcome (kind, ref, audience, recipients,
+    # message_id, reseller_id), carried from the claim so the writer need not read it back.
+    facts: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def final(self) -> bool:

@@ -12,7 +12,8 @@ from worker.events.write import (
     insert_events,
     record_account_states,
     record_final_notices,
+    record_sent_notices,
 )
 
 __all__ = ["TYPES", "PersonStateChange", "account_state_event", "insert_events",
-           "record_account_states", "record_final_notices"]
+           "record_account_states", "record_final_notices", "record_sent_notices"]

@@ -110,6 +110,19 @@ def record_final_notices(
                                       for row in rows], now)
 
 
+def record_sent_notices(
+    connection: Connection, notices: Sequence[Mapping[str, Any]], default_at: datetime | None = None
+) -> list[Row]:
+    """`notification.sent` for notices whose row the caller has just written `sent` (that
+    update always applies) and whose facts it holds: no read back. Each mapping carries
+    id, kind, ref, audience, recipients, message_id, reseller_id, recipient_results and
+    sent_at."""
+    if not notices:
+        return []
+    now = default_at or datetime.now(UTC)
+    return insert_events(connection, notice_events(notices, "sent", now), now)
+
+
 def notice_events(notices: Sequence[Mapping[str, Any]], status: str, at: datetime) -> list[Row]:
     """Events for notices already read back (an UPDATE … RETURNING), all now `status`."""
     return [notification_event(notice, status, settled_at(notice, status, at))
