@@ -224,12 +224,13 @@ def test_events_replay_pushes_at_once_and_needs_an_endpoint(
     assert 1 == push(engine, settings, policy, T0).delivered
     with engine.connect() as connection:
         rows = list(connection.execute(select(EVENTS)))
-    outcome = replay(engine, rows, settings=settings, policy=policy, now=now())
+    outcome = replay(engine, rows, settings=settings, policy=policy, now=now(),
+                     clock=now)
     assert [event_id, event_id] == receiver.ids()
     assert "1 event(s) queued again to default (1 deliveries); pushed: 1 delivered" == str(
         outcome)
     with pytest.raises(ConfigError, match=r"1 event\(s\) selected, nothing pushed"):
-        replay(engine, rows, settings=Settings(), policy=policy, now=now())
+        replay(engine, rows, settings=Settings(), policy=policy, now=now(), clock=now)
 
 
 def test_dry_runs_and_missing_configuration_push_nothing(

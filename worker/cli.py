@@ -476,7 +476,8 @@ def _push_again(engine: Engine, rows: Sequence[Any], settings: Settings, policy:
     exit 2, nothing pushed)."""
     from worker.webhooks.push import replay
 
-    outcome = replay(engine, rows, settings=settings, policy=policy, now=utc_now())
+    outcome = replay(engine, rows, settings=settings, policy=policy, now=utc_now(),
+                     clock=utc_now)
     print(f"events replay: {outcome}", file=sys.stderr)
     return EXIT_OK
 

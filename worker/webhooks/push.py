@@ -24,7 +24,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -322,7 +322,7 @@ def requeue_events(engine: Engine, settings: Settings, policy: Policy, seqs: Seq
 
 
 def replay(engine: Engine, events: Sequence[Any], *, settings: Settings, policy: Policy,
-           now: datetime, clock: Clock | None = None) -> ReplayOutcome:
+           now: datetime, clock: Clock) -> ReplayOutcome:
     """`events replay`: push `events` (rows with a `seq`) again to every enabled endpoint
     under their own webhook-ids, now. No endpoint configured: ConfigError (exit 2)."""
     if not configured_endpoints(settings, policy):
@@ -330,9 +330,5 @@ def replay(engine: Engine, events: Sequence[Any], *, settings: Settings, policy:
                           "and WEBHOOK_SECRET, or [[webhooks.endpoints]]); "
                           f"{len(events)} event(s) selected, nothing pushed")
     queued = requeue_events(engine, settings, policy, [int(e.seq) for e in events], now)
-    pushed = push_due(engine, settings, policy, now, clock=clock or wall_clock)
+    pushed = push_due(engine, settings, policy, now, clock=clock)
     return ReplayOutcome(queued, pushed)
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
