@@ -237,30 +237,39 @@ def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) 
                                        for i, (data, mid) in built.items()])
 
 
-def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
-    """Record outcomes and release the leases. `sent` is written whatever happened to
-    the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
-    notice cancelled while in flight stays cancelled. Each final state written gets its
-    event in this transaction (worker.events)."""
-    columns = NOTIFICATIONS.c
+def _settlement_update(*, only_waiting: bool, clear_message: bool) -> Any:
     values = _released(
         status=bindparam("b_status"), attempts=bindparam("b_attempts"),
         last_error=bindparam("b_error"), recipient_results=bindparam("b_results"),
         not_before=bindparam("b_not_before"), sent_at=bindparam("b_sent_at"),
     )
+    if clear_message:
+        values["message_bytes"] = None
+    statement = update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == bindparam("b_id"))
+    if only_waiting:
+        statement = statement.where(_still_waiting())
+    return statement.values(values)
+
+
+# Built once: making an UPDATE costs about as much as running it for a few rows.
+_RECORD_SENT = _settlement_update(only_waiting=False, clear_message=True)
+_RECORD_FINAL = _settlement_update(only_waiting=True, clear_message=True)
+_RECORD_RETRY = _settlement_update(only_waiting=True, clear_message=False)
+
+
+def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
+    """Record outcomes and release the leases. `sent` is written whatever happened to
+    the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
+    notice cancelled while in flight stays cancelled. Each final state written gets its
+    event in this transaction (worker.events)."""
     sent = [s for s in settlements if s.status == "sent"]
     other = [s for s in settlements if s.status != "sent"]
     if sent:
-        statement = update(NOTIFICATIONS).where(columns.id == bindparam("b_id"))
-        connection.execute(statement.values({**values, "message_bytes": None}),
-                           [_params(s) for s in sent])
-    for final in (True, False):
+        connection.execute(_RECORD_SENT, [_params(s) for s in sent])
+    for final, statement in ((True, _RECORD_FINAL), (False, _RECORD_RETRY)):
         group = [_params(s) for s in other if s.final is final]
         if group:
-            statement = update(NOTIFICATIONS).where(columns.id == bindparam("b_id"),
-                                                    _still_waiting())
-            extra = {"message_bytes": None} if final else {}
-            connection.execute(statement.values({**values, **extra}), group)
+            connection.execute(statement, group)
     # One event per notice now in a final state (none where the update did not apply):
     # a `sent` always applies, and its facts came with the claim; the others are read back.
     told = [s for s in sent if s.facts is not None]
@@ -375,7 +384,8 @@ class Drain:
         # Outcomes waiting for a commit plus sends in flight stay under 3 x connections
         # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
         self.writer = OutcomeWriter(self.database, write_settlements,
-                                    most=2 * max(1, mailer.concurrency) - 1)
+                                    most=2 * max(1, mailer.concurrency) - 1,
+                                    group=max(1, mailer.concurrency))
         self._handled = 0
 
     def stopping(self) -> bool:
