@@ -57,7 +57,7 @@ from sqlalchemy import Engine, delete, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worker.db.engine import make_engine, upgrade
-from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, metadata
+from worker.db.schema import EVENTS, MESSAGES, WEBHOOK_DELIVERIES, metadata
 from worker.logs import configure_logging
 from worker.mailer import SmtpConfig, SmtpMailer
 from worker.notices import KINDS
@@ -170,7 +170,7 @@ def notices(count: int) -> list[dict[str, Any]]:
                      "id": number, "ref": f"ref{number}", "occasion": f"bench-{number}",
                      "occasion_date": MOMENT.date(), "reseller_id": "r-nuage",
                      "recipients": recipients, "attempts": 0, "created_at": MOMENT,
-                     "status": "queued", "message_id": None, "message_bytes": None})
+                     "status": "queued", "message_id": None})
     return rows
 
 
@@ -185,12 +185,21 @@ def build_all(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
 
 
 def queue(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Store `rows` as queued notifications, and their messages (`message_bytes`) if
+    built, in place of the last run's."""
     with engine.begin() as connection:
         # The last run's outcomes and their events go first (events refer to notices).
         connection.execute(delete(WEBHOOK_DELIVERIES))
         connection.execute(delete(EVENTS))
+        connection.execute(delete(MESSAGES))
         connection.execute(delete(NOTIFICATIONS))
-        connection.execute(insert(NOTIFICATIONS), rows)
+        connection.execute(insert(NOTIFICATIONS),
+                           [{k: v for k, v in row.items() if k != "message_bytes"}
+                            for row in rows])
+        messages = [{"notification_id": row["id"], "message_bytes": row["message_bytes"]}
+                    for row in rows if row.get("message_bytes")]
+        if messages:
+            connection.execute(insert(MESSAGES), messages)
 
 
 class _Row:
@@ -203,8 +212,10 @@ class _Row:
 def envelopes(engine: Engine) -> list[tuple[str, list[str], bytes]]:
     """The queued messages as the outbox would hand them over (Date stamped)."""
     now = datetime.now(UTC)
-    query = select(NOTIFICATIONS.c.payload, NOTIFICATIONS.c.recipients,
-                   NOTIFICATIONS.c.message_bytes).where(NOTIFICATIONS.c.status == "queued")
+    query = (select(NOTIFICATIONS.c.payload, NOTIFICATIONS.c.recipients,
+                    MESSAGES.c.message_bytes)
+             .join(MESSAGES, MESSAGES.c.notification_id == NOTIFICATIONS.c.id)
+             .where(NOTIFICATIONS.c.status == "queued"))
     with engine.connect() as connection:
         return [(row.payload["reseller"]["email"], list(row.recipients),
                  stamp_date(row.message_bytes, now)) for row in connection.execute(query)]

@@ -29,6 +29,7 @@ from tests.pg_server import PostgresUnavailable, Server, server_process
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from tests.smtp_sink import Sink, running_sink
 from worker.db.engine import make_engine, upgrade
+from worker.db.schema import MESSAGES
 from worker.outbox import build_messages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -88,11 +89,16 @@ def queue_many(engine: Engine, number: int) -> set[str]:
         own = message_id.replace("@", f".{number_}@", 1)
         rows.append({**{k: v for k, v in template.items() if k != "id"},
                      "ref": f"n{number_}", "occasion": f"n{number_}:2027-03-10",
-                     "message_id": own,
-                     "message_bytes": data.replace(message_id.encode(), own.encode())})
+                     "message_id": own})
         ids.add(own)
     with engine.begin() as connection:
-        connection.execute(insert(NOTIFICATIONS), rows)
+        inserted = connection.execute(insert(NOTIFICATIONS).returning(NOTIFICATIONS.c.id,
+                                                                      NOTIFICATIONS.c.message_id),
+                                      rows)
+        connection.execute(insert(MESSAGES), [
+            {"notification_id": new.id,
+             "message_bytes": data.replace(message_id.encode(), new.message_id.encode())}
+            for new in inserted])
     return ids
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select, update
 
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from worker.db.engine import make_engine
+from worker.db.schema import MESSAGES
 from worker.mailer import FileMailer, MemoryMailer, Outcome, Outgoing, Reply, Script, Verdict
 from worker.outbox import (
     Due,
@@ -36,6 +37,7 @@ from worker.outbox import (
     deliver_due,
     drain,
     extend_lease,
+    forget_messages,
     plan_due,
     release,
     retry_decision,
@@ -66,6 +68,13 @@ def row(engine: Engine, notification_id: int) -> Any:
     with engine.connect() as connection:
         return connection.execute(select(NOTIFICATIONS).where(
             NOTIFICATIONS.c.id == notification_id)).one()
+
+
+def message_of(engine: Engine, notification_id: int) -> bytes | None:
+    """The message kept for a notice, if any."""
+    with engine.connect() as connection:
+        return connection.execute(select(MESSAGES.c.message_bytes).where(
+            MESSAGES.c.notification_id == notification_id)).scalar()
 
 
 def clock_at(moment: datetime) -> Any:
@@ -375,7 +384,7 @@ def test_a_notice_is_sent_once_with_its_message_id_date_and_kind(engine: Engine)
     assert message["Date"] == "Wed, 10 Mar 2027 10:00:07 +0000"
     assert message["X-Notification-Kind"] == "renewal_upcoming"
     assert message["Auto-Submitted"] == "auto-generated"
-    assert stored.message_bytes is None  # kept only while the notice waits
+    assert message_of(engine, notification_id) is None  # kept only while the notice waits
 
 
 def test_mail_outside_the_window_waits_in_the_outbox_and_code_mail_does_not(
@@ -527,6 +536,25 @@ def all_rows(engine: Engine) -> list[Any]:
         return list(connection.execute(select(NOTIFICATIONS).order_by(NOTIFICATIONS.c.id)))
 
 
+def test_a_message_is_kept_while_its_notice_waits_and_swept_once_it_is_final(
+    engine: Engine,
+) -> None:
+    """Messages of notices in a final state go (a drain killed before its next claim
+    leaves them: the sweep takes them); those of waiting notices stay."""
+    waiting, sent, cancelled = (queue_notice(engine, ref=ref) for ref in ("w", "s", "c"))
+    with engine.begin() as connection:
+        build_messages(connection, [waiting, sent, cancelled])
+        connection.execute(update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == sent)
+                           .values(status="sent"))
+        connection.execute(update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == cancelled)
+                           .values(status="cancelled"))
+        assert 1 == forget_messages(connection, [waiting, sent])  # only those named
+        assert 1 == forget_messages(connection)  # every final one
+        assert 0 == forget_messages(connection)
+    assert [message_of(engine, n) is None for n in (waiting, sent, cancelled)] == [
+        False, True, True]
+
+
 def test_messages_built_when_queued_are_sent_as_they_are(engine: Engine) -> None:
     """A pass may build at queue time; the drain then sends those bytes, Date added."""
     notification_id = queue_notice(engine)
@@ -534,7 +562,8 @@ def test_messages_built_when_queued_are_sent_as_they_are(engine: Engine) -> None
         built, failed = build_messages(connection, [notification_id])
     data, message_id = built[notification_id]
     stored = row(engine, notification_id)
-    assert (failed, stored.message_bytes, stored.message_id) == ({}, data, message_id)
+    assert (failed, message_of(engine, notification_id), stored.message_id) == (
+        {}, data, message_id)
     assert b"\r\nDate:" not in data.split(b"\r\n\r\n")[0]
     mailer = MemoryMailer()
     deliver(engine, mailer)

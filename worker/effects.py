@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from worker.db.schema import NOTIFICATIONS, TRANSITIONS
+from worker.db.schema import MESSAGES, NOTIFICATIONS, TRANSITIONS
 from worker.db.snapshots import CustomerInfo, ResellerInfo
 from worker.events.build import account_state_events, transition_event
 from worker.events.write import insert_events, notice_events
@@ -255,4 +255,7 @@ def _cancel_all_overtaken(
         update(NOTIFICATIONS).where(columns.id.in_(doomed), columns.status.in_(WAITING))
         .values(status="cancelled").returning(*_CANCELLED)
     )
-    return sorted((dict(row._mapping) for row in result), key=lambda row: row["id"])
+    cancelled = result.all()
+    connection.execute(delete(MESSAGES).where(  # never sent now
+        MESSAGES.c.notification_id.in_([row.id for row in cancelled])))
+    return sorted((dict(row._mapping) for row in cancelled), key=lambda row: row["id"])

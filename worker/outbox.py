@@ -38,8 +38,10 @@ gives back the leases of the rows claimed and not sent, so another process takes
 at once.
 
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
-`message_bytes` while the notice waits, and stamped with their Date at each hand-over;
-the Message-ID never changes.
+`notification_messages` while the notice waits (apart from its row, which claims and
+outcomes rewrite), and stamped with their Date at each hand-over; the Message-ID never
+changes. The messages of notices a drain settled are deleted with its next claim (or at
+its end); each pass sweeps those a killed drain left.
 """
 
 from __future__ import annotations
@@ -50,17 +52,29 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from worker import crashpoints, metrics
-from worker.db.schema import metadata
+from worker.db.schema import MESSAGES, metadata
 from worker.delivery.decisions import (
     DIGEST,
     FINAL,
@@ -98,6 +112,7 @@ __all__ = [
     "BuildFailure", "DeliveryCounts", "Drain", "Due", "GiveUp", "Retry", "RetryPolicy",
     "SendNow", "Settlement", "Skip", "WaitUntil", "WindowDecision", "build_for",
     "build_messages", "claim", "deliver_due", "describe_refusals", "drain", "extend_lease",
+    "forget_messages",
     "plan_due", "release", "retry_decision", "retry_policy", "settle", "stamp_date",
     "waiting_rows", "window_decision", "write_built", "write_settlements", "write_skips",
     "write_waits",
@@ -150,7 +165,7 @@ _CLAIMED = (
     NOTIFICATIONS.c.id, NOTIFICATIONS.c.kind, NOTIFICATIONS.c.audience,
     NOTIFICATIONS.c.occasion_date, NOTIFICATIONS.c.timezone, NOTIFICATIONS.c.recipients,
     NOTIFICATIONS.c.attempts, NOTIFICATIONS.c.last_error, NOTIFICATIONS.c.recipient_results,
-    NOTIFICATIONS.c.message_bytes, NOTIFICATIONS.c.message_id,
+    NOTIFICATIONS.c.message_id,
     NOTIFICATIONS.c.created_at, NOTIFICATIONS.c.not_before,
     NOTIFICATIONS.c.ref, NOTIFICATIONS.c.reseller_id,
     NOTIFICATIONS.c.payload[("reseller", "email")].as_string().label("sender"),
@@ -181,22 +196,33 @@ def claim(
     statement = (update(NOTIFICATIONS).where(columns.id.in_(select(picked.c.id)), due)
                  .values(claim_token=token, claimed_until=now + lease).returning(*_CLAIMED))
     rows = connection.execute(statement).all()
-    return sorted((_due_of(row) for row in rows), key=lambda notice: notice.id)
+    messages = _messages(connection, [row.id for row in rows])
+    return sorted((_due_of(row, messages.get(row.id)) for row in rows),
+                  key=lambda notice: notice.id)
 
 
-def _due_of(row: Row[Any]) -> Due:
+def _messages(connection: Connection, ids: Sequence[int]) -> dict[int, bytes]:
+    if not ids:
+        return {}
+    query = select(MESSAGES.c.notification_id, MESSAGES.c.message_bytes).where(
+        MESSAGES.c.notification_id.in_(ids))
+    return {row.notification_id: row.message_bytes for row in connection.execute(query)}
+
+
+def _due_of(row: Row[Any], message: bytes | None = None) -> Due:
     return Due(id=row.id, kind=row.kind, audience=row.audience,
                occasion_date=row.occasion_date, timezone=row.timezone,
                recipients=tuple(row.recipients or ()), attempts=row.attempts,
                last_error=row.last_error, results=row.recipient_results or {},
-               sender=row.sender, message_bytes=row.message_bytes,
+               sender=row.sender, message_bytes=message,
                message_id=row.message_id,
                due_since=max(row.created_at, row.not_before or row.created_at),
                ref=row.ref, reseller_id=row.reseller_id)
 
 
 def waiting_rows(connection: Connection, moment: datetime) -> list[Due]:
-    """Due notifications, read without claiming (for dry runs)."""
+    """Due notifications, read without claiming and without their messages (for dry
+    runs: the send window is all they decide)."""
     query = select(*_CLAIMED).where(_due_condition(moment, moment)).order_by(
         NOTIFICATIONS.c.id)
     return [_due_of(row) for row in connection.execute(query)]
@@ -222,8 +248,7 @@ def write_skips(connection: Connection, skips: Sequence[tuple[int, str]]) -> Non
     if skips:
         statement = (update(NOTIFICATIONS)
                      .where(NOTIFICATIONS.c.id == bindparam("b_id"), _still_waiting())
-                     .values(_released(status="cancelled", last_error=bindparam("b_reason"),
-                                       message_bytes=None)))
+                     .values(_released(status="cancelled", last_error=bindparam("b_reason"))))
         connection.execute(statement, [{"b_id": i, "b_reason": r} for i, r in skips])
         record_final_notices(connection, {i: "cancelled" for i, _ in skips})
 
@@ -232,19 +257,37 @@ def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) 
     """Keep built messages, so a retry or another process sends the very same bytes."""
     if built:
         statement = (update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == bindparam("b_id"))
-                     .values(message_bytes=bindparam("b_bytes"), message_id=bindparam("b_mid")))
-        connection.execute(statement, [{"b_id": i, "b_bytes": data, "b_mid": mid}
-                                       for i, (data, mid) in built.items()])
+                     .values(message_id=bindparam("b_mid")))
+        connection.execute(statement, [{"b_id": i, "b_mid": mid}
+                                       for i, (_data, mid) in built.items()])
+        connection.execute(delete(MESSAGES).where(MESSAGES.c.notification_id.in_(built)))
+        connection.execute(insert(MESSAGES), [{"notification_id": i, "message_bytes": data}
+                                              for i, (data, _mid) in built.items()])
 
 
-def _settlement_update(*, only_waiting: bool, clear_message: bool) -> Any:
+def forget_messages(connection: Connection, ids: Iterable[int] | None = None) -> int:
+    """Delete the messages of notices `ids` (by default: of every notice) now in a final
+    state: they are not sent again. A drain calls it once per batch for the notices it
+    settled, rather than once per outcome; a pass calls it for every notice, to sweep
+    what a killed drain left (one batch at most)."""
+    final = exists().where(NOTIFICATIONS.c.id == MESSAGES.c.notification_id,
+                           NOTIFICATIONS.c.status.not_in(WAITING))
+    if ids is None:
+        return int(connection.execute(delete(MESSAGES).where(final)).rowcount or 0)
+    chosen, gone = sorted(set(ids)), 0
+    for start in range(0, len(chosen), 500):
+        statement = delete(MESSAGES).where(
+            MESSAGES.c.notification_id.in_(chosen[start:start + 500]), final)
+        gone += int(connection.execute(statement).rowcount or 0)
+    return gone
+
+
+def _settlement_update(*, only_waiting: bool) -> Any:
     values = _released(
         status=bindparam("b_status"), attempts=bindparam("b_attempts"),
         last_error=bindparam("b_error"), recipient_results=bindparam("b_results"),
         not_before=bindparam("b_not_before"), sent_at=bindparam("b_sent_at"),
     )
-    if clear_message:
-        values["message_bytes"] = None
     statement = update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == bindparam("b_id"))
     if only_waiting:
         statement = statement.where(_still_waiting())
@@ -252,9 +295,8 @@ def _settlement_update(*, only_waiting: bool, clear_message: bool) -> Any:
 
 
 # Built once: making an UPDATE costs about as much as running it for a few rows.
-_RECORD_SENT = _settlement_update(only_waiting=False, clear_message=True)
-_RECORD_FINAL = _settlement_update(only_waiting=True, clear_message=True)
-_RECORD_RETRY = _settlement_update(only_waiting=True, clear_message=False)
+_RECORD_SENT = _settlement_update(only_waiting=False)
+_RECORD_IF_WAITING = _settlement_update(only_waiting=True)
 
 
 def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
@@ -266,10 +308,8 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
     other = [s for s in settlements if s.status != "sent"]
     if sent:
         connection.execute(_RECORD_SENT, [_params(s) for s in sent])
-    for final, statement in ((True, _RECORD_FINAL), (False, _RECORD_RETRY)):
-        group = [_params(s) for s in other if s.final is final]
-        if group:
-            connection.execute(statement, group)
+    if other:
+        connection.execute(_RECORD_IF_WAITING, [_params(s) for s in other])
     # One event per notice now in a final state (none where the update did not apply):
     # a `sent` always applies, and its facts came with the claim; the others are read back.
     told = [s for s in sent if s.facts is not None]
@@ -387,6 +427,7 @@ class Drain:
                                     most=2 * max(1, mailer.concurrency) - 1,
                                     group=max(1, mailer.concurrency))
         self._handled = 0
+        self._settled_ids: list[int] = []  # their messages are deleted (_forgotten)
 
     def stopping(self) -> bool:
         return requested(self.stop)
@@ -407,13 +448,23 @@ class Drain:
                     await asyncio.gather(writer, heartbeat, return_exceptions=True)
             self.database.close()
             with contextlib.suppress(GaveUp):
-                await self.database.run(lambda c: release(c, self.token),
-                                        give_up=self.stopping)
+                await self.database.run(self._finish, give_up=self.stopping)
         self.counts.commits = self.writer.commits
         log.info("delivery_finished", transport=self.counts.transport,
                  **self.counts.as_dict(), errors=len(self.counts.errors),
                  stopped=self.stopping())
         return self.counts
+
+    def _finish(self, connection: Connection) -> None:
+        release(connection, self.token)
+        forget_messages(connection, self._settled_ids)
+
+    def _forgotten(self) -> list[int]:
+        """The notices settled since the last call: their messages go in the next
+        transaction of the drain that is not an outcome's (a claim, the drain's end), one
+        statement per batch instead of one per commit."""
+        ids, self._settled_ids = self._settled_ids, []
+        return ids
 
     async def _batches(self) -> None:
         while not self.stopping() and (self.limit is None or self._handled < self.limit):
@@ -439,13 +490,20 @@ class Drain:
         size = self.retry.batch if self.limit is None else min(
             self.retry.batch, self.limit - self._handled)
 
+        settled = self._forgotten()
+
         def work(connection: Connection) -> list[Due]:
+            forget_messages(connection, settled)
             batch = claim(connection, self.moment, self.clock(), self.token,
                           self.retry.lease, size)
             crashpoints.reached("in_claim")
             return batch
 
-        batch = await self.database.run(work, give_up=self.stopping)
+        try:
+            batch = await self.database.run(work, give_up=self.stopping)
+        except BaseException:
+            self._settled_ids[:0] = settled  # not deleted: the drain's end tries again
+            raise
         crashpoints.reached("after_claim")
         return batch
 
@@ -463,6 +521,7 @@ class Drain:
                 ready.append(notice)
         self.counts.deferred += len(waits)
         self.counts.cancelled += len(skips)
+        self._settled_ids.extend(notice_id for notice_id, _ in skips)
         missing = [n.id for n in ready if n.message_bytes is None or n.message_id is None]
 
         def work(connection: Connection) -> tuple[dict[int, tuple[bytes, str]],
@@ -540,6 +599,8 @@ class Drain:
             "recipients": list(notice.recipients), "message_id": notice.message_id,
             "reseller_id": notice.reseller_id})
         self.counts.add(settlement)
+        if settlement.final:
+            self._settled_ids.append(settlement.id)
         if settlement.sent_at is not None and notice.due_since is not None:
             metrics.record_delivery_latency((settlement.sent_at - notice.due_since)
                                             .total_seconds())

@@ -42,7 +42,7 @@ from worker.db.snapshots import (
 from worker.effects import Batch, Written, write, write_events
 from worker.errors import RecordError
 from worker.metrics import record_pass
-from worker.outbox import DeliveryCounts, build_messages, plan_due
+from worker.outbox import DeliveryCounts, build_messages, forget_messages, plan_due
 from worker.pass_ledger import (
     Heartbeat,
     Runner,
@@ -389,6 +389,7 @@ def _open_pass(
         if watched:
             mark_abandoned(connection, started_at, runner,
                            timedelta(minutes=policy.schedule.abandon_after_minutes))
+            forget_messages(connection)  # of notices settled by a drain killed since
         return open_pass(connection, moment, started_at, dry_run=dry_run, trigger=trigger,
                          runner=runner)
 
