@@ -40,8 +40,7 @@ at once.
 Messages are built once (`build_for`: `worker.render` and `worker.messages`), kept in
 `notification_messages` while the notice waits (apart from its row, which claims and
 outcomes rewrite), and stamped with their Date at each hand-over; the Message-ID never
-changes. The messages of notices a drain settled are deleted with its next claim (or at
-its end); each pass sweeps those a killed drain left.
+changes. The messages of notices in a final state are deleted by the next pass.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -265,21 +264,13 @@ def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) 
                                               for i, (data, _mid) in built.items()])
 
 
-def forget_messages(connection: Connection, ids: Iterable[int] | None = None) -> int:
-    """Delete the messages of notices `ids` (by default: of every notice) now in a final
-    state: they are not sent again. A drain calls it once per batch for the notices it
-    settled, rather than once per outcome; a pass calls it for every notice, to sweep
-    what a killed drain left (one batch at most)."""
+def forget_messages(connection: Connection) -> int:
+    """Delete the messages of notices now in a final state: they are not sent again.
+    Each real pass calls it as it opens. The drain leaves them: deleting a message
+    costs about as much as recording its outcome, and a drain's time is the sending's."""
     final = exists().where(NOTIFICATIONS.c.id == MESSAGES.c.notification_id,
                            NOTIFICATIONS.c.status.not_in(WAITING))
-    if ids is None:
-        return int(connection.execute(delete(MESSAGES).where(final)).rowcount or 0)
-    chosen, gone = sorted(set(ids)), 0
-    for start in range(0, len(chosen), 500):
-        statement = delete(MESSAGES).where(
-            MESSAGES.c.notification_id.in_(chosen[start:start + 500]), final)
-        gone += int(connection.execute(statement).rowcount or 0)
-    return gone
+    return int(connection.execute(delete(MESSAGES).where(final)).rowcount or 0)
 
 
 def _settlement_update(*, only_waiting: bool) -> Any:
@@ -424,10 +415,8 @@ class Drain:
         # Outcomes waiting for a commit plus sends in flight stay under 3 x connections
         # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
         self.writer = OutcomeWriter(self.database, write_settlements,
-                                    most=2 * max(1, mailer.concurrency) - 1,
-                                    group=max(1, mailer.concurrency))
+                                    most=2 * max(1, mailer.concurrency) - 1)
         self._handled = 0
-        self._settled_ids: list[int] = []  # their messages are deleted (_forgotten)
 
     def stopping(self) -> bool:
         return requested(self.stop)
@@ -448,23 +437,13 @@ class Drain:
                     await asyncio.gather(writer, heartbeat, return_exceptions=True)
             self.database.close()
             with contextlib.suppress(GaveUp):
-                await self.database.run(self._finish, give_up=self.stopping)
+                await self.database.run(lambda c: release(c, self.token),
+                                        give_up=self.stopping)
         self.counts.commits = self.writer.commits
         log.info("delivery_finished", transport=self.counts.transport,
                  **self.counts.as_dict(), errors=len(self.counts.errors),
                  stopped=self.stopping())
         return self.counts
-
-    def _finish(self, connection: Connection) -> None:
-        release(connection, self.token)
-        forget_messages(connection, self._settled_ids)
-
-    def _forgotten(self) -> list[int]:
-        """The notices settled since the last call: their messages go in the next
-        transaction of the drain that is not an outcome's (a claim, the drain's end), one
-        statement per batch instead of one per commit."""
-        ids, self._settled_ids = self._settled_ids, []
-        return ids
 
     async def _batches(self) -> None:
         while not self.stopping() and (self.limit is None or self._handled < self.limit):
@@ -490,20 +469,13 @@ class Drain:
         size = self.retry.batch if self.limit is None else min(
             self.retry.batch, self.limit - self._handled)
 
-        settled = self._forgotten()
-
         def work(connection: Connection) -> list[Due]:
-            forget_messages(connection, settled)
             batch = claim(connection, self.moment, self.clock(), self.token,
                           self.retry.lease, size)
             crashpoints.reached("in_claim")
             return batch
 
-        try:
-            batch = await self.database.run(work, give_up=self.stopping)
-        except BaseException:
-            self._settled_ids[:0] = settled  # not deleted: the drain's end tries again
-            raise
+        batch = await self.database.run(work, give_up=self.stopping)
         crashpoints.reached("after_claim")
         return batch
 
@@ -521,7 +493,6 @@ class Drain:
                 ready.append(notice)
         self.counts.deferred += len(waits)
         self.counts.cancelled += len(skips)
-        self._settled_ids.extend(notice_id for notice_id, _ in skips)
         missing = [n.id for n in ready if n.message_bytes is None or n.message_id is None]
 
         def work(connection: Connection) -> tuple[dict[int, tuple[bytes, str]],
@@ -599,8 +570,6 @@ class Drain:
             "recipients": list(notice.recipients), "message_id": notice.message_id,
             "reseller_id": notice.reseller_id})
         self.counts.add(settlement)
-        if settlement.final:
-            self._settled_ids.append(settlement.id)
         if settlement.sent_at is not None and notice.due_since is not None:
             metrics.record_delivery_latency((settlement.sent_at - notice.due_since)
                                             .total_seconds())

@@ -389,7 +389,7 @@ def _open_pass(
         if watched:
             mark_abandoned(connection, started_at, runner,
                            timedelta(minutes=policy.schedule.abandon_after_minutes))
-            forget_messages(connection)  # of notices settled by a drain killed since
+            forget_messages(connection)  # of the notices settled since the last pass
         return open_pass(connection, moment, started_at, dry_run=dry_run, trigger=trigger,
                          runner=runner)
 

@@ -1,23 +1,27 @@
 """The drain's way to the database: calls that outlive an outage, and outcomes written
 by group commit.
 
-`Database.run(work)` runs `work(connection)` in one transaction on a worker thread, so
-the event loop goes on sending while the database works. When the database is away (a
+`Database.run(work)` runs `work(connection)` in one transaction: on a worker thread for
+a server (PostgreSQL), so the event loop goes on sending while the database answers; on
+the loop itself for SQLite, whose work is local and short: handing it to a thread cost
+more than it saved (the two threads take turns on the interpreter lock, and each hand-over
+wakes the loop), 0.61 of plain aiosmtplib against 0.66 inline, measured with
+scripts/bench_delivery.py. When the database is away (a
 connection refused or cut, a restart, a lock that does not clear) the call is tried
 again with a doubling delay until the database answers; the outage is logged once when
 it starts and once when it ends, and `up` is clear while it lasts, so the drain starts
 no new send.
 
 `OutcomeWriter` keeps every outcome until the transaction that records it has
-committed (cleared after the commit, never before), and commits whatever has
-accumulated as soon as the previous commit is done. Senders hold back while `most`
-outcomes wait for a commit: a sender checks before each message, so outcomes waiting
-plus messages in flight never exceed `most - 1 + connections`, and that is all a SIGKILL
-can send twice (the drain sets `most` to 2 x connections - 1: 10 with 4 connections).
-Without the bound a slow commit (a WAL checkpoint, a busy server) let ten to thirty
-accepted messages pile up unrecorded; with it a kill at full speed sends one to four
-twice (scripts/bench_kill.py), and delivery keeps its pace, because the commits run on
-a worker thread while the loop sends.
+committed (cleared after the commit, never before). It commits once `most` outcomes are
+in hand, or 5 ms after the first of them, or when the drain asks for a flush; senders
+hold back while `most` outcomes wait for a commit. A sender checks before each message,
+so outcomes waiting plus messages in flight never exceed `most - 1 + connections`, and
+that is all a SIGKILL can send twice (the drain sets `most` to 2 x connections - 1: 10
+with 4 connections). Without the bound a slow commit (a WAL checkpoint, a busy server)
+let ten to thirty accepted messages pile up unrecorded. Without the wait for a group,
+commits carried one or two outcomes each, and their fixed cost (a transaction, two
+statements) made delivery a third slower (scripts/bench_delivery.py).
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def is_outage(error: BaseException) -> bool:
 
 
 class Database:
-    """Transactions on worker threads that wait out an outage (module docstring).
+    """Transactions that wait out an outage, on worker threads or on the loop (module
+    docstring).
 
     A caller that runs one transaction after another (`lane="writer"`) keeps its own
     connection between them: no pool checkout and no liveness ping (a round trip on
@@ -59,10 +64,14 @@ class Database:
     again on the next attempt; `close` ends them all."""
 
     def __init__(
-        self, engine: Engine, backoff: Callable[[int], float] = database_backoff
+        self, engine: Engine, backoff: Callable[[int], float] = database_backoff,
+        inline: bool | None = None,
     ) -> None:
         self.engine = engine
         self.backoff = backoff
+        # On the loop for SQLite (module docstring); a lock another process holds then
+        # stops the loop too, as long as SQLite's busy timeout, and the senders with it.
+        self.inline = engine.dialect.name == "sqlite" if inline is None else inline
         self.up = asyncio.Event()
         self.up.set()
         self._failures = 0
@@ -77,7 +86,10 @@ class Database:
         the database is away; `give_up()` true between attempts raises `GaveUp`."""
         while True:
             try:
-                result = await asyncio.to_thread(self._transaction, work, lane)
+                if self.inline:
+                    result = self._transaction(work, lane)
+                else:
+                    result = await asyncio.to_thread(self._transaction, work, lane)
             except DBAPIError as error:
                 if not is_outage(error):
                     raise
@@ -134,12 +146,11 @@ class OutcomeWriter:
     `add` never blocks and never fails; `flushed()` returns once everything added so far
     is committed (it raises what stopped the writer, if something did: a bug).
 
-    A commit waits until `group` outcomes are in hand, or `linger` seconds after the first
-    of them, or someone awaits `flushed()`: whichever comes first. Each commit has a
-    fixed cost (a transaction, two statements, a hand-over to a thread), so committing
+    A commit waits until `group` outcomes are in hand (by default `most`), or `linger`
+    seconds after the first of them, or someone awaits `flushed()`: whichever comes
+    first. Each commit has a fixed cost (a transaction, two statements), so committing
     one or two outcomes at a time spends the sending loop's time on bookkeeping; a group
-    of four costs little more than one. `group` stays below `most`, so senders do not
-    wait for a group to form."""
+    of seven costs little more than one."""
 
     def __init__(
         self, database: Database, write: Callable[[Connection, Sequence[Settlement]], None],
