@@ -295,6 +295,24 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
     the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
     notice cancelled while in flight stays cancelled. Each final state written gets its
     event in this transaction (worker.events)."""
+    told = all(s.status == "sent" and s.facts is not None for s in settlements)
+    with _pipelined(connection) if told else contextlib.nullcontext():
+        _write_settlements(connection, settlements)
+
+
+def _pipelined(connection: Connection) -> contextlib.AbstractContextManager[Any]:
+    """On PostgreSQL (psycopg), the statements of the block in one pipeline: sent
+    together, answered together, instead of a round trip each (a third of the time of
+    recording a few outcomes, measured on a local server). Only for statements whose
+    rows nobody reads: a result read inside a pipeline hung the transaction."""
+    driver = connection.connection.driver_connection
+    pipeline = getattr(driver, "pipeline", None)
+    if connection.dialect.name == "postgresql" and pipeline is not None:
+        return pipeline()  # type: ignore[no-any-return]
+    return contextlib.nullcontext()
+
+
+def _write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
     sent = [s for s in settlements if s.status == "sent"]
     other = [s for s in settlements if s.status != "sent"]
     if sent:
