@@ -65,6 +65,27 @@ class Server:
         )
         _wait_for(self.port)
 
+    def stop(self) -> None:
+        """`pg_ctl stop -m fast`: the server is gone until `start`."""
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"),
+                          "-m", "fast", "-w", "stop"]),
+            check=True, capture_output=True, timeout=60,
+        )
+
+    def start(self) -> None:
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"),
+                          "-o", _options(self.port, self.root / "sock"),
+                          "-l", str(self.root / "server.log"), "-w", "start"]),
+            check=True, capture_output=True, timeout=60,
+        )
+        _wait_for(self.port)
+
+
+def _options(port: int, sockets: Path) -> str:
+    return f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+
 
 @contextlib.contextmanager
 def running_server() -> Iterator[str]:
@@ -89,7 +110,7 @@ def server_process() -> Iterator[Server]:
                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
         check=True, capture_output=True,
     )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = _options(port, sockets)
     subprocess.run(
         _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
                       "-l", str(root / "server.log"), "-w", "start"]),

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from tests.portfolio import as_json, portfolio
 from tests.service_process import BOUND, count, events, get, started, stop, wait_for
 from tests.smtp_server import free_port
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
+from worker.policy import build_policy
+from worker.service import Jobs, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -183,3 +186,22 @@ def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
     assert "configuration error: HEALTH_HOST/HEALTH_PORT: cannot listen on 192.0.2.1:" in (
         result.stderr)
     assert not (tmp_path / "w.db").exists()  # nothing written
+
+
+def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1() -> None:
+    """Waiting cures an absent database, not a migration that fails: the service says so
+    once and ends with status 1, without running a pass."""
+    passes: list[object] = []
+
+    def refused() -> None:
+        raise RuntimeError("the schema is newer than this worker")
+
+    jobs = Jobs(run_pass=passes.append, deliver=lambda stop: None, probe=lambda: None,
+                close_failed=lambda pass_id, error: None, prepare=refused)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert (1, []) == (status, passes)

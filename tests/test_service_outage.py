@@ -71,3 +71,49 @@ def test_a_postgresql_restart_is_one_outage_and_health_comes_back(
     assert "done" == healthy["last_pass"]["outcome"]
     assert 0 == count(url, PASSES, PASSES.c.outcome == "running")
     assert 0 == count(url, NOTIFICATIONS, NOTIFICATIONS.c.claim_token.is_not(None))
+
+
+def _live(port: int) -> bool:
+    try:
+        return get(port, "/livez")[0] == 200
+    except OSError:
+        return False
+
+
+def test_start_waits_for_a_database_that_is_not_up_yet(own_server: Server, tmp_path: Path) -> None:
+    """`start` before its database (a host booting, a managed database still starting):
+    the process stays up, /livez 200 and /readyz 503, one `database_unavailable`; once the
+    server answers, the schema is brought up, a pass runs and /readyz is 200."""
+    url = own_server.url
+    own_server.stop()
+    port = free_port()
+    log = tmp_path / "start.log"
+    with started(url, tmp_path, HEALTH_PORT=str(port)) as service:
+        wait_for(lambda: _live(port), 30, service, log)
+        time.sleep(4)  # several retries (1, 2 s …) while the server is away
+        assert service.poll() is None, log.read_text()
+        waiting = get(port, "/readyz")
+        own_server.start()
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 60, service, log)
+        seconds = stop(service)
+    names = [e["event"] for e in events(log)]
+    assert 503 == waiting[0], waiting
+    assert "database unavailable" in json.loads(waiting[1])["reason"]
+    assert 0 == service.returncode, log.read_text()
+    assert seconds < 10
+    assert (1, 1) == (names.count("database_unavailable"), names.count("database_available")), \
+        log.read_text()
+    assert "start_failed" not in names
+    assert 1 == count(url, PASSES, PASSES.c.outcome == "done")
+
+
+def test_a_stop_while_waiting_for_the_database_exits_0(own_server: Server, tmp_path: Path) -> None:
+    own_server.stop()
+    port = free_port()
+    log = tmp_path / "start.log"
+    with started(own_server.url, tmp_path, HEALTH_PORT=str(port)) as service:
+        wait_for(lambda: _live(port), 30, service, log)
+        time.sleep(2)
+        seconds = stop(service)
+    assert 0 == service.returncode, log.read_text()
+    assert seconds < 5, log.read_text()

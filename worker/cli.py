@@ -297,6 +297,7 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     from worker.pass_ledger import close_failed
     from worker.passes import run_pass
     from worker.service import Jobs, serve
+    from worker.webhooks.config import configured_endpoints
 
     engine = make_engine(settings.database_url)
     stop = threading.Event()
@@ -309,8 +310,12 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
             raise ConfigError("HEALTH_HOST/HEALTH_PORT", f"cannot listen on "
                               f"{settings.health_host}:{settings.health_port}: "
                               f"{error.strerror or error}") from None
-    ensure_schema(engine)  # once the endpoint is known to work: a wrong address writes nothing
-    _register_webhooks(engine, settings, policy)
+    configured_endpoints(settings, policy)  # bad webhook settings: exit 2 before anything
+
+    def prepare() -> None:
+        """Before the first pass, once the database answers (worker.service)."""
+        ensure_schema(engine)
+        _register_webhooks(engine, settings, policy)
 
     def one_pass(stop: threading.Event) -> object:
         return run_pass(engine, policy, utc_now(), trigger="schedule", clock=utc_now,
@@ -330,7 +335,8 @@ def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 
     jobs = Jobs(run_pass=one_pass, deliver=one_drain, probe=probe,
                 close_failed=lambda pass_id, error: close_failed(engine, pass_id, error,
-                                                                 utc_now()))
+                                                                 utc_now()),
+                prepare=prepare)
     try:
         return serve(policy, jobs, utc_now, stop)
     finally:

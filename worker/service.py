@@ -17,7 +17,11 @@ The database going away: the first failure is logged once (`database_unavailable
 a pass is retried with a growing delay (1 s … 30 s), each retry first
 asking the database whether it answers; when it does, `database_available` says how long
 it was away, a pass that could not be closed is written `failed`, and a pass runs at
-once (health returns to 200 as soon as it succeeds).
+once (health returns to 200 as soon as it succeeds). A database away when the service
+starts is waited for the same way: the process serves its probes (/livez 200, /readyz
+503) and honours a stop meanwhile, then brings the schema up to date (`Jobs.prepare`)
+before its first pass. Anything else that stops the preparation (a migration refused)
+ends the service with status 1.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class Jobs:
     deliver: Callable[[threading.Event], object]
     probe: Callable[[], None]  # raises when the database does not answer
     close_failed: Callable[[int, str], None]  # writes `failed` on a pass left running
+    # Once, before the first pass (the schema brought up to date, webhook endpoints
+    # recorded): retried like a pass while the database is away.
+    prepare: Callable[[], None] = lambda: None
 
 
 def database_error(error: BaseException) -> BaseException | None:
@@ -141,6 +148,8 @@ class Service:
         self.running = Running()
         self.unclosed: dict[int, str] = {}
         self._one_pass = threading.Lock()  # the schedule's pass and a retry never overlap
+        self.prepared = threading.Event()  # `jobs.prepare` has succeeded
+        self.status = 0
         self._cutting = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=self.zone, executors={"default": ThreadPoolExecutor(2)})
@@ -162,7 +171,7 @@ class Service:
                  timezone=schedule.timezone, pid=os.getpid())
         while not self.stop.wait(0.5):
             pass
-        return self._shut_down()
+        return self._shut_down() or self.status
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -209,6 +218,8 @@ class Service:
         with self.running.job("pass"):
             if self.watch.down and not self._database_answers():
                 return
+            if not self.prepared.is_set() and not self._prepare():
+                return
             try:
                 self._close_unclosed()
                 self.jobs.run_pass(self.stop)
@@ -217,8 +228,22 @@ class Service:
             else:
                 self.watch.answered()
 
+    def _prepare(self) -> bool:
+        try:
+            self.jobs.prepare()
+        except Exception as error:
+            if database_error(error) is None:  # not an outage: waiting will not cure it
+                log.exception("start_failed")
+                self.status = EXIT_CUT
+                self.stop.set()
+            else:
+                self._failed("start", error)
+            return False
+        self.prepared.set()
+        return True
+
     def _deliver_job(self) -> None:
-        if self.stop.is_set() or self.watch.down:
+        if self.stop.is_set() or self.watch.down or not self.prepared.is_set():
             return  # while the database is away, the pass job's retries watch it
         with self.running.job("deliver"):
             try:
