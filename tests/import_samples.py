@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def full_document() -> dict[str, Any]:
 def run(engine: Engine, policy: Policy, document: dict[str, Any] | str, *,
         dry_run: bool = False) -> ImportReport:
     raw = document if isinstance(document, str) else json.dumps(document)
-    return import_data(engine, raw, policy, dry_run=dry_run)
+    return import_data(engine, raw, policy, dry_run=dry_run, started_at=datetime.now(UTC))
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def test_each_bad_file_is_refused_with_its_path_and_nothing_written(
     """The operator reads where the file is wrong; the database is as it was."""
     _url, engine, before = seeded
     with pytest.raises(ImportRejected) as refusal:
-        import_file(engine, BAD / entry["file"], policy)
+        import_file(engine, BAD / entry["file"], policy, started_at=datetime.now(UTC))
     assert any(line.startswith(entry["error"]) for line in refusal.value.errors), (
         refusal.value.errors)
     assert all(len(line) < 1000 for line in refusal.value.errors)
@@ -227,7 +228,7 @@ def test_a_utf8_byte_order_mark_is_skipped_and_the_file_imports(engine: Engine,
     path = tmp_path / "portfolio.json"
     path.write_bytes(codecs.BOM_UTF8 + json.dumps(full_document(), ensure_ascii=False)
                      .encode("utf-8"))
-    import_file(engine, path, policy)
+    import_file(engine, path, policy, started_at=datetime.now(UTC))
     assert stored(engine, "resellers", "r1")["account_managers"][0]["name"] == "Léa Martin"
     assert stored(engine, "customers", "c1")["name"] == "Boulangerie Dupont"
 

@@ -55,7 +55,7 @@ def _portfolio() -> str:
 
 def _imported(engine: Engine, queued: bool) -> None:
     upgrade(engine)
-    import_data(engine, _portfolio(), POLICY)
+    import_data(engine, _portfolio(), POLICY, started_at=datetime.now(UTC))
     if queued:  # a pass that queued and built its notices, and sent nothing
         run_pass(engine, POLICY, T, deliver=lambda _moment: DeliveryCounts("none"))
 

@@ -41,7 +41,7 @@ def at(text: str) -> datetime:
 
 
 def load(engine: Engine, policy: Policy, data: dict[str, Any] | None = None) -> None:
-    import_data(engine, as_json(data or portfolio()), policy)
+    import_data(engine, as_json(data or portfolio()), policy, started_at=datetime.now(UTC))
 
 
 def events(engine: Engine, *types: str) -> list[Any]:
@@ -89,7 +89,7 @@ def test_payment_standing_and_the_effective_account_state_move_together(
     load(engine, policy)
     run_pass(engine, policy, at("2027-03-20T10:00:00Z"))
     paid = {"purchase_authorizations": [{"id": "pa1", "paid_on": "2027-03-21"}]}
-    import_data(engine, as_json(paid), policy)
+    import_data(engine, as_json(paid), policy, started_at=datetime.now(UTC))
     run_pass(engine, policy, at("2027-03-22T10:00:00Z"))
     standing = data_of(engine, "customer.payment_standing_changed", "c1")
     account = data_of(engine, "customer.account_state_changed", "c1")
@@ -175,7 +175,7 @@ def test_overtaken_and_skipped_notices_have_a_cancelled_event(
     load(engine, policy)
     run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
     renewal = {"id": "s1", "renewal": {"ordered_on": "2027-02-06", "years": 1}}
-    import_data(engine, as_json({"subscriptions": [renewal]}), policy)
+    import_data(engine, as_json({"subscriptions": [renewal]}), policy, started_at=datetime.now(UTC))
     run_pass(engine, policy, at("2027-02-06T10:00:00Z"))
     cancelled = events(engine, "notification.cancelled")
     assert {("renewal_upcoming", "s1", "customer"), ("renewal_upcoming", "s1", "reseller")} == {
@@ -208,7 +208,7 @@ def test_a_notice_settled_twice_or_cancelled_in_flight_gets_no_second_event(
     for _ in range(2):
         with engine.begin() as connection:
             write_settlements(connection, [settle(sent, accepted, T, T, RetryPolicy()),
-                                           settle(failed, refused, T, T, RetryPolicy())])
+                                           settle(failed, refused, T, T, RetryPolicy())], T)
     assert [("notification.sent", sent_id)] == [
         (r.type, r.notification_id) for r in events(engine)]
 
@@ -393,14 +393,14 @@ def test_a_later_event_never_becomes_visible_before_an_earlier_one(engine: Engin
     poller never sees seq n+1 while seq n may still appear (it would skip it for ever)."""
     first = engine.connect()
     first.begin()
-    [mine] = insert_events(first, [a_row("c1")])
+    [mine] = insert_events(first, [a_row("c1")], T)
     done = threading.Event()
     failures: list[BaseException] = []
 
     def second() -> None:
         try:
             with engine.begin() as connection:
-                insert_events(connection, [a_row("c2")])
+                insert_events(connection, [a_row("c2")], T)
         except BaseException as error:
             failures.append(error)
         finally:

@@ -99,11 +99,11 @@ def clock_at(moment: datetime) -> Callable[[], datetime]:
 
 
 def play(engine: Engine, history: list[tuple[Any, ...]]) -> None:
-    import_data(engine, as_json(portfolio()), POLICY)
+    import_data(engine, as_json(portfolio()), POLICY, started_at=datetime.now(UTC))
     moment = START
     for step in history:
         if step[0] == "import":
-            import_data(engine, as_json(step[1]), POLICY)
+            import_data(engine, as_json(step[1]), POLICY, started_at=datetime.now(UTC))
         elif step[0] == "pass":
             moment = moment.replace(hour=step[2]) + timedelta(days=step[1])
             run_pass(engine, POLICY, moment)

@@ -170,7 +170,7 @@ def test_reseller_mail_waits_for_the_resellers_own_send_window(
 ) -> None:
     """s3's customer is in Auckland (15:00: open), its reseller in Toronto (21:00: closed):
     the customer's notice goes now, the reseller's waits for 08:00 in Toronto."""
-    import_data(engine, as_json(portfolio()), policy)
+    import_data(engine, as_json(portfolio()), policy, started_at=datetime.now(UTC))
     moment = datetime(2027, 1, 30, 2, 0, tzinfo=UTC)
     run_pass(engine, policy, moment)
     mailer = MemoryMailer()
@@ -203,7 +203,7 @@ def test_an_import_failing_part_way_through_its_write_leaves_nothing(
 ) -> None:
     """The database fails when the subscriptions are inserted, after the resellers and
     customers were written (new rows and updated ones): the whole import is undone."""
-    import_data(engine, as_json(portfolio()), policy)
+    import_data(engine, as_json(portfolio()), policy, started_at=datetime.now(UTC))
     before = _rows(engine)
     data = portfolio()
     data["customers"][0]["name"] = "Boulangerie Dupont & Fils"
@@ -222,7 +222,7 @@ def test_an_import_failing_part_way_through_its_write_leaves_nothing(
     event.listen(engine, "before_cursor_execute", fail_on_subscriptions)
     try:
         with pytest.raises(RuntimeError, match="disk is full"):
-            import_data(engine, as_json(data), policy)
+            import_data(engine, as_json(data), policy, started_at=datetime.now(UTC))
     finally:
         event.remove(engine, "before_cursor_execute", fail_on_subscriptions)
     assert {"INSERT customers", "UPDATE customers"} <= set(written)

@@ -472,7 +472,7 @@ def test_import_file_reads_the_file_at_a_path(engine: Engine, policy: Policy,
     """The CLI passes a path; the file is read as UTF-8 (names are French)."""
     path = tmp_path / "portal.json"
     path.write_text(json.dumps(full_document(), ensure_ascii=False), encoding="utf-8")
-    report = import_file(engine, path, policy)
+    report = import_file(engine, path, policy, started_at=datetime.now(UTC))
     assert report.resellers == ONE_NEW
     assert stored(engine, "resellers", "r1")["account_managers"][0]["name"] == "Léa Martin"
 
@@ -482,7 +482,7 @@ def test_a_missing_file_is_refused_with_its_path(engine: Engine, policy: Policy,
     """A typo in the file name is bad input (exit 2), not a crash."""
     path = tmp_path / "portal.json"
     with pytest.raises(ImportRejected) as refusal:
-        import_file(engine, path, policy)
+        import_file(engine, path, policy, started_at=datetime.now(UTC))
     assert refusal.value.errors == [f"file: cannot read {path}: No such file or directory"]
 
 

@@ -357,7 +357,7 @@ def test_a_notice_cancelled_in_flight_stays_cancelled_unless_it_was_sent(engine:
 
 def write_settlements_now(engine: Engine, settlements: list[Any]) -> None:
     with engine.begin() as connection:
-        write_settlements(connection, settlements)
+        write_settlements(connection, settlements, T)
 
 
 # --- the drain ------------------------------------------------------------------------

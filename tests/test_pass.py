@@ -24,7 +24,7 @@ def at(text_moment: str) -> datetime:
 
 
 def load(engine: Engine, policy: Policy, data: dict[str, Any] | None = None) -> None:
-    import_data(engine, as_json(data or portfolio()), policy)
+    import_data(engine, as_json(data or portfolio()), policy, started_at=datetime.now(UTC))
 
 
 def notices(engine: Engine) -> list[tuple[str, str, str, str]]:
@@ -108,7 +108,7 @@ def test_a_renewal_arriving_overtakes_a_queued_renewal_notice(
     load(engine, policy)
     run_pass(engine, policy, at("2027-02-05T10:00:00Z"))
     renewal = {"id": "s1", "renewal": {"ordered_on": "2027-02-06", "years": 1}}
-    import_data(engine, as_json({"subscriptions": [renewal]}), policy)
+    import_data(engine, as_json({"subscriptions": [renewal]}), policy, started_at=datetime.now(UTC))
     summary = run_pass(engine, policy, at("2027-02-06T10:00:00Z"))
     rows = [n for n in notices(engine) if n[1] == "s1"]
     assert {("renewal_upcoming", "cancelled"), ("renewal_confirmed", "queued")} == {
@@ -149,7 +149,7 @@ def test_a_payment_never_lifts_a_suspension_a_person_made(engine: Engine, policy
     load(engine, policy, data)
     run_pass(engine, policy, at("2027-03-20T10:00:00Z"))
     paid = {"purchase_authorizations": [{"id": "pa1", "paid_on": "2027-03-21"}]}
-    import_data(engine, as_json(paid), policy)
+    import_data(engine, as_json(paid), policy, started_at=datetime.now(UTC))
     run_pass(engine, policy, at("2027-03-22T10:00:00Z"))
     with engine.connect() as connection:
         customer = next(c for c in export_state(connection)["customers"] if c["id"] == "c1")

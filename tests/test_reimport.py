@@ -64,7 +64,7 @@ def test_a_dry_run_writes_no_import_and_no_audit(engine: Engine, policy: Policy)
     """Nothing at all is written: not the import's row, not its audit rows."""
     run(engine, policy, full_document())
     report = import_data(engine, as_json({"subscriptions": [{"id": "s1", "auto_renew": True}]}),
-                         policy, dry_run=True)
+                         policy, dry_run=True, started_at=datetime.now(UTC))
     assert (True, None, []) == (report.changed, report.import_id, import_rows(engine))
     assert ["subscriptions[s1].auto_renew: false → true"] == report.lines()
 
@@ -76,7 +76,8 @@ def at(day: str) -> datetime:
 def monthly_from_the_portal(engine: Engine, policy: Policy) -> dict[str, Any]:
     """s1 sold for 12 months with auto-renew, running; then the portal sells it monthly."""
     subscriptions = [{**portfolio()["subscriptions"][0], "auto_renew": True}]
-    import_data(engine, as_json(portfolio(subscriptions=subscriptions)), policy)
+    import_data(engine, as_json(portfolio(subscriptions=subscriptions)), policy,
+                started_at=datetime.now(UTC))
     run_pass(engine, policy, at("2026-04-01"))
     subscriptions[0]["term_months"] = 1
     return portfolio(subscriptions=subscriptions)
@@ -87,7 +88,7 @@ def test_a_new_term_sold_takes_effect_at_the_end_of_the_current_period(
     """DOMAIN.md, pending change: the new term is used from the AD held on; the current
     term runs to its end; the same file again changes nothing."""
     document = monthly_from_the_portal(engine, policy)
-    report = import_data(engine, as_json(document), policy)
+    report = import_data(engine, as_json(document), policy, started_at=datetime.now(UTC))
     assert [
         "subscriptions[s1].pending_change.term_months: none → 1",
         "subscriptions[s1].pending_change.due_on: none → 2027-03-15",
@@ -98,7 +99,7 @@ def test_a_new_term_sold_takes_effect_at_the_end_of_the_current_period(
     row = stored(engine, "subscriptions", "s1")
     assert (1, 12) == (row["term_months"], row["current_term_months"])
     run_pass(engine, policy, at("2027-03-16"))
-    assert not import_data(engine, as_json(document), policy).changed
+    assert not import_data(engine, as_json(document), policy, started_at=datetime.now(UTC)).changed
     run_pass(engine, policy, at("2027-04-16"))
     row = stored(engine, "subscriptions", "s1")
     assert (date(2027, 5, 15), 1, None) == (
@@ -120,7 +121,8 @@ def test_a_pending_change_withdrawn_by_null_is_cleared_and_null_again_keeps_a_ne
     run(engine, policy, {"subscriptions": [{"id": "s1", "term_months": 24,
                                             "pending_change": None}]})
     again = import_data(engine, as_json({"subscriptions": [
-        {"id": "s1", "term_months": 24, "pending_change": None}]}), policy)
+        {"id": "s1", "term_months": 24, "pending_change": None}]}), policy,
+        started_at=datetime.now(UTC))
     row = stored(engine, "subscriptions", "s1")
     assert (False, 24, date(2027, 3, 15)) == (again.changed, row["pending_term_months"],
                                               row["pending_due_ad"])
@@ -180,7 +182,7 @@ def test_the_current_term_in_a_file_is_the_workers_and_is_ignored_with_a_warning
     """A portal that sends back what it exported does not set the worker's own term."""
     run(engine, policy, full_document())
     report = import_data(engine, as_json({"subscriptions": [
-        {"id": "s1", "current_term_months": 3}]}), policy)
+        {"id": "s1", "current_term_months": 3}]}), policy, started_at=datetime.now(UTC))
     assert ("subscriptions[0].current_term_months: set by the worker, ignored",) == \
         report.warnings
     assert 12 == stored(engine, "subscriptions", "s1")["current_term_months"]
@@ -210,7 +212,7 @@ def test_a_term_sold_unknown_since_the_migration_is_recorded_and_the_current_ter
     set_columns(engine, "subscriptions", "s1", status="active", term_months=None,
                 current_term_months=1, pending_term_months=None, pending_due_ad=None)
     report = import_data(engine, as_json({"subscriptions": [{"id": "s1", "term_months": 12}]}),
-                         policy)
+                         policy, started_at=datetime.now(UTC))
     assert [
         "subscriptions[s1].term_months: none → 12",
         "subscriptions[s1].term_months: recorded as the term sold; the current term (1 month) "

@@ -169,11 +169,11 @@ def test_the_same_file_imported_again_at_any_point_changes_nothing_then_or_later
     again = set(data.draw(st.lists(st.integers(0, len(days)), min_size=1, max_size=2)))
     with databases(template, 2) as (once, twice):
         for engine in (once, twice):
-            import_data(engine, file, POLICY)
+            import_data(engine, file, POLICY, started_at=datetime.now(UTC))
         for step, day in enumerate([*days, None]):
             if step in again:
                 before = tables(twice)
-                report = import_data(twice, file, POLICY)
+                report = import_data(twice, file, POLICY, started_at=datetime.now(UTC))
                 assert (False, before) == (report.changed, tables(twice))
             if day is not None:
                 run(once, day)
@@ -222,11 +222,11 @@ def test_after_any_history_of_files_and_passes_the_last_file_again_changes_nothi
     with databases(template, 2) as (once, twice):
         for day, file, resend in zip(days, files, again, strict=True):
             for engine in (once, twice):
-                import_data(engine, as_file(file), POLICY)
+                import_data(engine, as_file(file), POLICY, started_at=datetime.now(UTC))
                 run(engine, day)
             if resend:
                 before = tables(twice)
-                report = import_data(twice, as_file(file), POLICY)
+                report = import_data(twice, as_file(file), POLICY, started_at=datetime.now(UTC))
                 assert (False, before) == (report.changed, tables(twice))
         later = days[-1] + timedelta(days=data.draw(st.integers(1, 400)))
         for engine in (once, twice):
@@ -263,10 +263,10 @@ def test_a_file_whole_in_chunks_or_shuffled_leaves_the_same_state(
     """The order of records and sections, and how a portal splits its state, do not matter."""
     days = data.draw(pass_days(portfolio))
     with databases(template, 3) as (whole, chunks, mixed):
-        import_data(whole, as_file(portfolio), POLICY)
+        import_data(whole, as_file(portfolio), POLICY, started_at=datetime.now(UTC))
         for part in chunked(portfolio, pieces):
-            import_data(chunks, part, POLICY)
-        import_data(mixed, shuffled(portfolio, seed), POLICY)
+            import_data(chunks, part, POLICY, started_at=datetime.now(UTC))
+        import_data(mixed, shuffled(portfolio, seed), POLICY, started_at=datetime.now(UTC))
         for day in days:
             for engine in (whole, chunks, mixed):
                 run(engine, day)
@@ -293,7 +293,7 @@ def test_forecast_lists_what_daily_passes_at_the_forecast_hour_then_do(
     start = data.draw(pass_days(portfolio))[-1]
     zone = ZoneInfo(POLICY.schedule.timezone)
     with databases(template, 1) as (engine,):
-        import_data(engine, as_file(portfolio), POLICY)
+        import_data(engine, as_file(portfolio), POLICY, started_at=datetime.now(UTC))
         run(engine, start - timedelta(days=1))
         predicted = forecast(engine, POLICY, start, days)
         for offset, planned in enumerate(predicted):
@@ -312,7 +312,7 @@ def test_a_dry_run_pass_lists_exactly_what_the_real_pass_then_does(
     """At any point of a history, `run --once --dry-run`'s lists are the real run's."""
     days = data.draw(pass_days(portfolio))
     with databases(template, 1) as (engine,):
-        import_data(engine, as_file(portfolio), POLICY)
+        import_data(engine, as_file(portfolio), POLICY, started_at=datetime.now(UTC))
         for day in days:
             before = tables(engine)
             dry = run_pass(engine, POLICY, moment(day), dry_run=True)
@@ -331,11 +331,11 @@ def test_the_same_file_again_changes_nothing_on_either_backend(engine: Engine) -
          "anniversary_date": "2027-03-10", "term_months": 14},
     ]}
     file = as_file(portfolio)
-    import_data(engine, file, POLICY)
+    import_data(engine, file, POLICY, started_at=datetime.now(UTC))
     for day in ("2027-02-01", "2027-03-16", "2027-04-16", "2028-03-11"):
         run(engine, date.fromisoformat(day))
         before = tables(engine)
-        assert not import_data(engine, file, POLICY).changed
+        assert not import_data(engine, file, POLICY, started_at=datetime.now(UTC)).changed
         assert before == tables(engine)
     subs = {row["id"]: row for row in exported(engine)["subscriptions"]}
     assert ("2028-03-15", 1, "2029-03-10", 12) == (

@@ -69,6 +69,7 @@ class Batch:
 
     pass_id: int
     moment: datetime
+    written_at: datetime  # the real time of the chunk (its events' `created_at`)
     updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +122,7 @@ class Batch:
 class Written:
     """What a batch actually changed, for the pass summary."""
 
+    written_at: datetime  # the batch's real time, for its events
     queued: Counter[str] = field(default_factory=Counter)
     cancelled: int = 0
     queued_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -130,7 +132,7 @@ class Written:
 
 def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Written:
     """Write the batch; its events are built, and inserted by `write_events`."""
-    written = Written()
+    written = Written(written_at=batch.written_at)
     for group, rows in batch.updates.items():
         table = tables[group.split(":", 1)[0]]
         columns: dict[str, Any] = {key: bindparam(key) for key in rows[0] if key != "b_id"}
@@ -150,7 +152,7 @@ def write(connection: Connection, batch: Batch, tables: dict[str, Table]) -> Wri
 def write_events(connection: Connection, written: Written) -> None:
     """Insert the events `write` built: the last statement of the chunk's transaction,
     since it holds the feed's lock until commit (worker.events.write)."""
-    written.events = insert_events(connection, written.events)
+    written.events = insert_events(connection, written.events, written.written_at)
 
 
 def _audit(connection: Connection, batch: Batch) -> list[dict[str, Any]]:

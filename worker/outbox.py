@@ -243,13 +243,13 @@ def write_waits(connection: Connection, waits: Sequence[tuple[int, datetime]]) -
         connection.execute(statement, [{"b_id": i, "b_at": at} for i, at in waits])
 
 
-def write_skips(connection: Connection, skips: Sequence[tuple[int, str]]) -> None:
+def write_skips(connection: Connection, skips: Sequence[tuple[int, str]], now: datetime) -> None:
     if skips:
         statement = (update(NOTIFICATIONS)
                      .where(NOTIFICATIONS.c.id == bindparam("b_id"), _still_waiting())
                      .values(_released(status="cancelled", last_error=bindparam("b_reason"))))
         connection.execute(statement, [{"b_id": i, "b_reason": r} for i, r in skips])
-        record_final_notices(connection, {i: "cancelled" for i, _ in skips})
+        record_final_notices(connection, {i: "cancelled" for i, _ in skips}, now)
 
 
 def write_built(connection: Connection, built: Mapping[int, tuple[bytes, str]]) -> None:
@@ -290,14 +290,16 @@ _RECORD_SENT = _settlement_update(only_waiting=False)
 _RECORD_IF_WAITING = _settlement_update(only_waiting=True)
 
 
-def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
+def write_settlements(
+    connection: Connection, settlements: Sequence[Settlement], now: datetime
+) -> None:
     """Record outcomes and release the leases. `sent` is written whatever happened to
     the row meanwhile (it is a fact); other outcomes only to rows still waiting, so a
     notice cancelled while in flight stays cancelled. Each final state written gets its
-    event in this transaction (worker.events)."""
+    event in this transaction (worker.events), stamped `now` (the real time)."""
     told = all(s.status == "sent" and s.facts is not None for s in settlements)
     with _pipelined(connection) if told else contextlib.nullcontext():
-        _write_settlements(connection, settlements)
+        _write_settlements(connection, settlements, now)
 
 
 def _pipelined(connection: Connection) -> contextlib.AbstractContextManager[Any]:
@@ -312,7 +314,9 @@ def _pipelined(connection: Connection) -> contextlib.AbstractContextManager[Any]
     return contextlib.nullcontext()
 
 
-def _write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
+def _write_settlements(
+    connection: Connection, settlements: Sequence[Settlement], now: datetime
+) -> None:
     sent = [s for s in settlements if s.status == "sent"]
     other = [s for s in settlements if s.status != "sent"]
     if sent:
@@ -323,10 +327,11 @@ def _write_settlements(connection: Connection, settlements: Sequence[Settlement]
     # a `sent` always applies, and its facts came with the claim; the others are read back.
     told = [s for s in sent if s.facts is not None]
     record_final_notices(connection, {s.id: s.status for s in settlements
-                                      if s.final and not (s.status == "sent" and s.facts)})
+                                      if s.final and not (s.status == "sent" and s.facts)},
+                         now)
     record_sent_notices(connection, [
         {**(s.facts or {}), "id": s.id, "recipient_results": s.results, "sent_at": s.sent_at}
-        for s in told])
+        for s in told], now)
 
 
 def _params(settlement: Settlement) -> dict[str, Any]:
@@ -432,12 +437,15 @@ class Drain:
         self.database = Database(engine)
         # Outcomes waiting for a commit plus sends in flight stay under 3 x connections
         # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
-        self.writer = OutcomeWriter(self.database, write_settlements,
+        self.writer = OutcomeWriter(self.database, self._record,
                                     most=2 * max(1, mailer.concurrency) - 1)
         self._handled = 0
 
     def stopping(self) -> bool:
         return requested(self.stop)
+
+    def _record(self, connection: Connection, settlements: Sequence[Settlement]) -> None:
+        write_settlements(connection, settlements, self.clock())
 
     async def run(self) -> DeliveryCounts:
         writer = asyncio.create_task(self.writer.run())
@@ -517,7 +525,7 @@ class Drain:
                                                   dict[int, BuildFailure]]:
             write_waits(connection, waits)
             built = build_messages(connection, missing, self.build)
-            write_skips(connection, skips)  # last: its events take the feed's lock
+            write_skips(connection, skips, self.clock())  # last: its events lock the feed
             return built
 
         built, failed = await self.database.run(work)

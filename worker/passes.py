@@ -170,7 +170,7 @@ def run_pass(
                         timedelta(seconds=policy.schedule.heartbeat_seconds)))
                 try:
                     _run_stages(connection, summary, policy, moment, dry_run, progress,
-                                build, deliver, stop)
+                                build, deliver, stop, real_time)
                     if dry_run:
                         _close_pass(connection, summary, dry_run, real_time())
                     else:  # the drain may have outlived a database restart: ask the pool
@@ -197,9 +197,10 @@ def run_pass(
 def _run_stages(
     connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
     dry_run: bool, progress: Progress | None, build: bool, deliver: Deliver | None,
-    stop: Stop,
+    stop: Stop, real_time: Callable[[], datetime],
 ) -> None:
-    if not _evaluate_all(connection, summary, policy, moment, dry_run, progress, build, stop):
+    if not _evaluate_all(connection, summary, policy, moment, dry_run, progress, build, stop,
+                         real_time):
         summary.outcome = "interrupted"
         return
     if dry_run and deliver is not None:
@@ -244,6 +245,7 @@ def _deliver(summary: PassSummary, deliver: Deliver, moment: datetime) -> None:
 def _evaluate_all(
     connection: Connection, summary: PassSummary, policy: Policy, moment: datetime,
     dry_run: bool, progress: Progress | None, build: bool, stop: Stop,
+    real_time: Callable[[], datetime],
 ) -> bool:
     """Every stage, chunk by chunk; False when a stop request ended it early."""
     resellers = load_resellers(connection)
@@ -260,7 +262,7 @@ def _evaluate_all(
         for done, chunk in enumerate(_chunks(ids), start=1):
             if requested(stop):
                 return False
-            batch = Batch(summary.pass_id or 0, moment)
+            batch = Batch(summary.pass_id or 0, moment, real_time())
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
                 _write(connection, batch, summary, build)
@@ -270,7 +272,7 @@ def _evaluate_all(
     if requested(stop):
         return False
     with _transaction(connection, dry_run):
-        batch = Batch(summary.pass_id or 0, moment)
+        batch = Batch(summary.pass_id or 0, moment, real_time())
         _digests(connection, batch, summary, resellers, policy)
         _write(connection, batch, summary, build)
     return True

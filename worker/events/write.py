@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, text
@@ -75,21 +75,18 @@ def lock_feed(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
 
 
-def insert_events(
-    connection: Connection, rows: Sequence[Row], created_at: datetime | None = None
-) -> list[Row]:
+def insert_events(connection: Connection, rows: Sequence[Row], created_at: datetime) -> list[Row]:
     """Insert `rows` (from worker.events.build) in order, in the caller's transaction.
 
-    One executemany statement. `created_at` is the real time the rows are written; by
-    default the wall clock, as a column DEFAULT would be: it is informational only
-    (order is `seq`, the moment of a change is `occurred_at`). A row whose
-    (notification_id, type) is already held is skipped by the database. Returns the
-    rows offered, with their `id`.
+    One executemany statement. `created_at` is the real time the rows are written, from
+    the caller's clock: it is informational only (order is `seq`, the moment of a change
+    is `occurred_at`). A row whose (notification_id, type) is already held is skipped by
+    the database. Returns the rows offered, with their `id`.
     """
     if not rows:
         return []
-    stamp = created_at or datetime.now(UTC)
-    stamped = [{**row, "id": new_event_id(stamp), "created_at": stamp} for row in rows]
+    stamped = [{**row, "id": new_event_id(created_at), "created_at": created_at}
+               for row in rows]
     lock_feed(connection)
     connection.execute(_INSERT_EVENTS, [_full(row) for row in stamped])
     return stamped
@@ -104,13 +101,13 @@ def _full(row: Row) -> dict[str, Any]:
 
 
 def record_final_notices(
-    connection: Connection, statuses: Mapping[int, str], default_at: datetime | None = None
+    connection: Connection, statuses: Mapping[int, str], now: datetime
 ) -> list[Row]:
     """One event per notice of `statuses` ({id: final state written}) that now holds that
     state; a notice whose update did not apply (cancelled meanwhile) gets none.
 
-    Called in the transaction that wrote the states. `default_at` dates the notices that
-    carry no answer time (cancellations); by default the moment of writing."""
+    Called in the transaction that wrote the states, `now` its real time: it dates the
+    notices that carry no answer time (cancellations) and stamps the events."""
     wanted = {notice_id: status for notice_id, status in statuses.items()
               if status in NOTIFICATION_FINAL}
     if not wanted:
@@ -118,7 +115,6 @@ def record_final_notices(
     columns = [NOTIFICATIONS.c[name] for name in _NOTICE_COLUMNS]
     found = connection.execute(select(*columns).where(NOTIFICATIONS.c.id.in_(wanted))
                                .order_by(NOTIFICATIONS.c.id))
-    now = default_at or datetime.now(UTC)
     rows = [dict(row._mapping) for row in found if row.status == wanted[row.id]]
     return insert_events(connection, [notification_event(row, row["status"],
                                                          settled_at(row, row["status"], now))
@@ -126,15 +122,14 @@ def record_final_notices(
 
 
 def record_sent_notices(
-    connection: Connection, notices: Sequence[Mapping[str, Any]], default_at: datetime | None = None
+    connection: Connection, notices: Sequence[Mapping[str, Any]], now: datetime
 ) -> list[Row]:
     """`notification.sent` for notices whose row the caller has just written `sent` (that
     update always applies) and whose facts it holds: no read back. Each mapping carries
     id, kind, ref, audience, recipients, message_id, reseller_id, recipient_results and
-    sent_at."""
+    sent_at; `now` is the real time of writing."""
     if not notices:
         return []
-    now = default_at or datetime.now(UTC)
     return insert_events(connection, notice_events(notices, "sent", now), now)
 
 
