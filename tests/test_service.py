@@ -150,9 +150,8 @@ sys.exit(serve(policy, jobs, lambda: datetime.now(UTC)))
 """
 
 
-def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None:
-    """The watchdog keeps the promise whatever a job does: past the bound the process
-    says what it cut and ends with status 1, before a process manager's SIGKILL."""
+def _stubborn(tmp_path: Path, signals: list[signal.Signals]) -> tuple[int, float, Path]:
+    """Run STUBBORN, send `signals` once its pass has started; (status, seconds, log)."""
     script = tmp_path / "stubborn.py"
     script.write_text(STUBBORN, encoding="utf-8")
     log = tmp_path / "stubborn.log"
@@ -163,29 +162,35 @@ def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None
     try:
         assert service.stdout is not None
         assert "pass-started" == service.stdout.readline().strip(), log.read_text()
-        seconds = stop(service)
+        for signum in signals[:-1]:
+            service.send_signal(signum)
+        seconds = stop(service, signals[-1])
     finally:
         if service.poll() is None:
             service.kill()
             service.wait(timeout=30)
         if service.stdout is not None:
             service.stdout.close()
+    return service.returncode, seconds, log
+
+
+def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None:
+    """The watchdog keeps the promise whatever a job does: past the bound the process
+    says what it cut and ends with status 1, before a process manager's SIGKILL."""
+    status, seconds, log = _stubborn(tmp_path, [signal.SIGTERM])
     cut = [e for e in events(log) if e["event"] == "shutdown_cut"]
-    assert 1 == service.returncode, log.read_text()
+    assert 1 == status, log.read_text()
     assert 2 <= seconds < 2 + BOUND, (seconds, log.read_text())  # cut at 2 s, not at 120
     assert [["pass"]] == [e["running"] for e in cut], log.read_text()
 
 
-def test_an_address_that_cannot_be_listened_on_is_a_configuration_error(
-    tmp_path: Path
-) -> None:
-    """HEALTH_HOST is checked at start: one line naming it, exit 2, nothing written."""
-    result = run_cli("start", database_url=f"sqlite:///{tmp_path / 'w.db'}", cwd=tmp_path,
-                     HEALTH_PORT=str(free_port()), HEALTH_HOST="192.0.2.1")
-    assert 2 == result.code
-    assert "configuration error: HEALTH_HOST/HEALTH_PORT: cannot listen on 192.0.2.1:" in (
-        result.stderr)
-    assert not (tmp_path / "w.db").exists()  # nothing written
+def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
+    status, seconds, log = _stubborn(tmp_path, [signal.SIGTERM, signal.SIGINT])
+    names = [e["event"] for e in events(log)]
+    assert 1 == status, log.read_text()
+    assert seconds < 2, (seconds, log.read_text())  # before the 2 s cut
+    assert "shutdown_forced" in names, log.read_text()
+    assert "shutdown_cut" not in names, log.read_text()
 
 
 def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1() -> None:

@@ -80,6 +80,10 @@ def _live(port: int) -> bool:
         return False
 
 
+def _logged(log: Path, name: str) -> bool:
+    return any(event["event"] == name for event in events(log))
+
+
 def test_start_waits_for_a_database_that_is_not_up_yet(own_server: Server, tmp_path: Path) -> None:
     """`start` before its database (a host booting, a managed database still starting):
     the process stays up, /livez 200 and /readyz 503, one `database_unavailable`; once the
@@ -89,9 +93,8 @@ def test_start_waits_for_a_database_that_is_not_up_yet(own_server: Server, tmp_p
     port = free_port()
     log = tmp_path / "start.log"
     with started(url, tmp_path, HEALTH_PORT=str(port)) as service:
-        wait_for(lambda: _live(port), 30, service, log)
-        time.sleep(4)  # several retries (1, 2 s …) while the server is away
-        assert service.poll() is None, log.read_text()
+        wait_for(lambda: _live(port) and _logged(log, "database_unavailable"), 30, service,
+                 log)
         waiting = get(port, "/readyz")
         own_server.start()
         wait_for(lambda: get(port, "/readyz")[0] == 200, 60, service, log)
@@ -112,8 +115,8 @@ def test_a_stop_while_waiting_for_the_database_exits_0(own_server: Server, tmp_p
     port = free_port()
     log = tmp_path / "start.log"
     with started(own_server.url, tmp_path, HEALTH_PORT=str(port)) as service:
-        wait_for(lambda: _live(port), 30, service, log)
-        time.sleep(2)
+        wait_for(lambda: _live(port) and _logged(log, "database_unavailable"), 30, service,
+                 log)
         seconds = stop(service)
     assert 0 == service.returncode, log.read_text()
     assert seconds < 5, log.read_text()

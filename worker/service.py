@@ -151,6 +151,7 @@ class Service:
         self.prepared = threading.Event()  # `jobs.prepare` has succeeded
         self.status = 0
         self._cutting = threading.Lock()
+        self._signal: str | None = None  # set by the signal handler, read by `serve`
         self.scheduler = BackgroundScheduler(
             timezone=self.zone, executors={"default": ThreadPoolExecutor(2)})
 
@@ -169,18 +170,22 @@ class Service:
         self.scheduler.start()
         log.info("service_started", every_minutes=schedule.pass_every_minutes,
                  timezone=schedule.timezone, pid=os.getpid())
-        while not self.stop.wait(0.5):
+        while self._signal is None and not self.stop.wait(0.2):
             pass
+        self.stop.set()
+        log.info("service_stopping", signal=self._signal, running=self.running.names())
         return self._shut_down() or self.status
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            if self.stop.is_set():
-                log.warning("shutdown_forced", signal=name, running=self.running.names())
+            # A flag and nothing else: the handler runs on the main thread between two
+            # bytecodes, possibly inside a log call or `stop.wait` holding a lock that
+            # logging or `stop.set` would wait on for ever (the watchdog logging behind
+            # it). `serve` sees the flag within 0.2 s and does the rest.
+            if self._signal is not None:  # a second signal: at once, in raw bytes
+                os.write(2, b'{"event": "shutdown_forced", "level": "warning"}\n')
                 os._exit(EXIT_CUT)
-            log.info("service_stopping", signal=name, running=self.running.names())
-            self.stop.set()
+            self._signal = signal.Signals(signum).name
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -192,8 +197,11 @@ class Service:
         watchdog.daemon = True
         watchdog.start()
         self.scheduler.pause()  # nothing new starts; the jobs in hand see the stop
-        if not self.running.wait_idle(bound):
-            self._cut(bound)  # whichever of this and the watchdog comes first
+        # In short waits: a signal that lands on another thread runs its handler only
+        # when the main thread wakes, and a second signal must end the process at once.
+        while not self.running.wait_idle(0.2):
+            if time.monotonic() - began >= bound:
+                self._cut(bound)  # whichever of this and the watchdog comes first
         self.scheduler.shutdown(wait=False)
         watchdog.cancel()
         log.info("service_stopped", seconds=round(time.monotonic() - began, 2))

@@ -146,7 +146,7 @@ class OutcomeWriter:
     `add` never blocks and never fails; `flushed()` returns once everything added so far
     is committed (it raises what stopped the writer, if something did: a bug).
 
-    A commit waits until `group` outcomes are in hand (by default `most`), or `linger`
+    A commit waits until `most` outcomes are in hand, or `linger`
     seconds after the first of them, or someone awaits `flushed()`: whichever comes
     first. Each commit has a fixed cost (a transaction, two statements), so committing
     one or two outcomes at a time spends the sending loop's time on bookkeeping; a group
@@ -154,17 +154,16 @@ class OutcomeWriter:
 
     def __init__(
         self, database: Database, write: Callable[[Connection, Sequence[Settlement]], None],
-        most: int = 4, group: int | None = None, linger: float = 0.005,
+        most: int = 4, linger: float = 0.005,
     ) -> None:
         self.database = database
         self.write = write
         self.most = most
-        self.group = max(1, min(group if group is not None else most, most))
         self.linger = linger
         self.commits = 0
         self._pending: list[Settlement] = []
         self._wake = asyncio.Event()  # something is pending
-        self._enough = asyncio.Event()  # a group is in hand, or a flush is awaited
+        self._enough = asyncio.Event()  # `most` are in hand, or a flush is awaited
         self._idle = asyncio.Event()
         self._idle.set()
         self._room = asyncio.Event()
@@ -180,9 +179,8 @@ class OutcomeWriter:
         self._pending.append(settlement)
         self._idle.clear()
         self._wake.set()
-        if len(self._pending) >= self.group:
-            self._enough.set()
         if len(self._pending) >= self.most:
+            self._enough.set()
             self._room.clear()
 
     async def room(self) -> None:
@@ -203,8 +201,8 @@ class OutcomeWriter:
                 self.commits += 1
                 if len(self._pending) < self.most:
                     self._room.set()
-                if len(self._pending) < self.group and not self._flushing:
-                    self._enough.clear()
+                    if not self._flushing:
+                        self._enough.clear()
                 if not self._pending:
                     self._wake.clear()
                     self._idle.set()
@@ -215,7 +213,7 @@ class OutcomeWriter:
             raise
 
     async def _gathered(self) -> None:
-        """Returns when a group is in hand, a flush is awaited, or `linger` is up."""
+        """Returns when `most` are in hand, a flush is awaited, or `linger` is up."""
         if self._enough.is_set():
             return
         with contextlib.suppress(TimeoutError):
