@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from sqlalchemy import Engine
 from worker.errors import ConfigError, ImportRejected
 from worker.policy import Policy, load_policy
 from worker.settings import Settings, load_settings
+from worker.stopping import SignalStop, Stop
 
 if TYPE_CHECKING:
     from worker.outbox import DeliveryCounts
@@ -219,7 +219,9 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
 
     moment = _moment(args.as_of) if args.as_of else utc_now()
     engine = _engine(settings)
-    stop = _stop_on_signals()
+    # SIGTERM/SIGINT: the pass stops after its chunk in hand (closed `interrupted`);
+    # a second signal ends the process at once.
+    stop = SignalStop().install()
     if not args.dry_run:
         _register_webhooks(engine, settings, policy)
     with terminal_progress() as progress:
@@ -244,24 +246,8 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
-def _stop_on_signals() -> threading.Event:
-    """SIGTERM/SIGINT ask the pass to stop after its chunk in hand (closed
-    `interrupted`); a second one ends the process at once."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("pass_stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
-
-
 def _deliverer(
-    engine: Engine, settings: Settings, policy: Policy, stop: threading.Event | None = None,
+    engine: Engine, settings: Settings, policy: Policy, stop: Stop = None,
 ) -> Deliver:
     """Delivery through SMTP_URL, or `.eml` files when it is unset."""
     from worker.outbox import deliver_due
@@ -271,7 +257,7 @@ def _deliverer(
 
 
 def _pusher(
-    engine: Engine, settings: Settings, policy: Policy, stop: threading.Event | None = None,
+    engine: Engine, settings: Settings, policy: Policy, stop: Stop = None,
 ) -> Callable[[datetime], PushCounts]:
     """Pushes due events to the webhook endpoints (none configured: does nothing)."""
     from worker.webhooks.push import push_due

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import structlog
@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from worker.errors import ConfigError
 from worker.policy import Policy
 from worker.settings import Settings
+from worker.stopping import Stop, requested
 from worker.webhooks import store
 from worker.webhooks.config import Endpoint, configured_endpoints
 from worker.webhooks.schedule import Answer, RetrySchedule, Settlement, retry_schedule, settle
@@ -44,12 +45,6 @@ FLUSH = 50
 PAUSE_AFTER_TIMEOUTS = 3  # in a row, to one endpoint: the rest waits for the next drain
 Clock = Callable[[], datetime]
 Item = tuple["store.Claimed", "store.EventRow", bytes]  # a claimed delivery, ready to send
-
-
-class StopSignal(Protocol):
-    """What a shutdown hands in (a `threading.Event` will do)."""
-
-    def is_set(self) -> bool: ...
 
 
 @dataclass
@@ -110,7 +105,7 @@ class Pusher:
     def __init__(
         self, engine: Engine, endpoints: Sequence[Endpoint], moment: datetime, *,
         clock: Clock, schedule: RetrySchedule, limits: HttpLimits,
-        stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+        stop: Stop = None, transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.engine, self.endpoints, self.moment = engine, tuple(endpoints), moment
         self.by_name = {e.name: e for e in self.endpoints}
@@ -124,7 +119,7 @@ class Pusher:
         self._unwritten: list[Settlement] = []
 
     def _stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        return requested(self.stop)
 
     async def run(self) -> PushCounts:
         await asyncio.to_thread(self._enqueue_new)
@@ -270,7 +265,7 @@ def http_limits(policy: Policy) -> HttpLimits:
 
 def push_due(
     engine: Engine, settings: Settings, policy: Policy, moment: datetime, *, clock: Clock,
-    stop: StopSignal | None = None, transport: httpx.AsyncBaseTransport | None = None,
+    stop: Stop = None, transport: httpx.AsyncBaseTransport | None = None,
 ) -> PushCounts:
     """Push every delivery due at the pass moment `moment` to the configured endpoints;
     return the counts. Without endpoints (no WEBHOOK_URL, no [[webhooks.endpoints]]) it
