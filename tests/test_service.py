@@ -184,15 +184,6 @@ def test_a_job_that_ignores_the_stop_is_cut_at_the_bound(tmp_path: Path) -> None
     assert [["pass"]] == [e["running"] for e in cut], log.read_text()
 
 
-def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
-    status, seconds, log = _stubborn(tmp_path, [signal.SIGTERM, signal.SIGINT])
-    names = [e["event"] for e in events(log)]
-    assert 1 == status, log.read_text()
-    assert seconds < 2, (seconds, log.read_text())  # before the 2 s cut
-    assert "shutdown_forced" in names, log.read_text()
-    assert "shutdown_cut" not in names, log.read_text()
-
-
 def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1() -> None:
     """Waiting cures an absent database, not a migration that fails: the service says so
     once and ends with status 1, without running a pass."""

@@ -182,8 +182,9 @@ class Service:
             # bytecodes, possibly inside a log call or `stop.wait` holding a lock that
             # logging or `stop.set` would wait on for ever (the watchdog logging behind
             # it). `serve` sees the flag within 0.2 s and does the rest.
-            if self._signal is not None:  # a second signal: at once, in raw bytes
-                os.write(2, b'{"event": "shutdown_forced", "level": "warning"}\n')
+            if self._signal is not None:  # a second signal: at once, in raw bytes, on a
+                # line of its own even if the main thread was half-way through one
+                os.write(2, b'\n{"event": "shutdown_forced", "level": "warning"}\n')
                 os._exit(EXIT_CUT)
             self._signal = signal.Signals(signum).name
 
