@@ -114,6 +114,14 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture
+def postgres_engine(postgres_server: str, postgres_template: str) -> Iterator[Engine]:
+    """A new migrated database on the real PostgreSQL only (locks, deadlocks)."""
+    engine = make_engine(_fresh_postgres(postgres_server, postgres_template))
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def policy() -> Policy:
     return load_policy()

@@ -203,6 +203,46 @@ def test_group_commit_writes_many_outcomes_per_transaction_when_sending_is_fast(
     assert {("sent", False): 60} == states(engine)
 
 
+class Refusal(Exception):
+    """A statement the database refuses (a bug): never retried."""
+
+
+def test_a_writer_stopped_by_a_refused_statement_ends_the_drain_instead_of_hanging(
+    engine: Engine,
+) -> None:
+    """The second commit of outcomes fails for good: the senders stop at once (they used
+    to wait for room that no commit would ever make), and the drain ends with the error,
+    having sent no more than the bound beyond what it recorded."""
+    for i in range(40):
+        queue_notice(engine, ref=f"s{i}")
+    commits = {"seen": 0}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE notifications SET status"):
+            commits["seen"] += 1
+            if commits["seen"] >= 2:
+                raise Refusal("refused")
+
+    mailer = SlowMailer(flight(), delay=0.002, concurrency=4)
+    result: dict[str, BaseException | int] = {}
+
+    def drain() -> None:
+        try:
+            result["sent"] = deliver_due(engine, POLICY, Settings(), T, clock=clock,
+                                         mailer=mailer, retry=RetryPolicy(batch=40)).sent
+        except BaseException as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the drain hung after its writer stopped"
+    assert isinstance(result.get("error"), Refusal)
+    recorded = states(engine)[("sent", False)]
+    assert len(mailer.delivered) - recorded <= 2 * 4 - 1 + 4 - 1  # the README's bound
+
+
 @pytest.mark.parametrize(("failures", "expected"), [
     (0, 0.0), (1, 0.1), (2, 0.2), (5, 1.6), (8, 10.0), (1000, 10.0)])
 def test_the_database_is_tried_again_with_a_doubling_delay_up_to_a_cap(

@@ -9,11 +9,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.exc import OperationalError
 
 from tests.big_portfolio import build_first_pass
 from tests.cli import command, run_cli
@@ -201,3 +206,32 @@ def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1(
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     assert (1, []) == (status, passes)
+
+
+def test_a_pass_rolled_back_by_a_deadlock_runs_again_at_once_and_is_no_outage() -> None:
+    """A deadlock is not the database going away: the pass is tried again a second
+    later (`pass_retried`), and neither `database_unavailable` nor a failure is logged."""
+    calls: list[float] = []
+
+    def run_pass(stop: threading.Event) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise OperationalError("UPDATE notifications", None,
+                                   psycopg.errors.DeadlockDetected("deadlock detected"))
+        stop.set()
+
+    jobs = Jobs(run_pass=run_pass, deliver=lambda stop: None, probe=lambda: None,
+                close_failed=lambda pass_id, error: None)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with structlog.testing.capture_logs() as logs:
+            status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    named = [entry["event"] for entry in logs]
+    assert 0 == status
+    assert 2 == len(calls)
+    assert 0.9 <= calls[1] - calls[0] < 10
+    assert "pass_retried" in named
+    assert not {"database_unavailable", "pass_failed"} & set(named)

@@ -21,7 +21,8 @@ once (health returns to 200 as soon as it succeeds). A database away when the se
 starts is waited for the same way: the process serves its probes (/livez 200, /readyz
 503) and honours a stop meanwhile, then brings the schema up to date (`Jobs.prepare`)
 before its first pass. Anything else that stops the preparation (a migration refused)
-ends the service with status 1.
+ends the service with status 1. A pass that PostgreSQL rolled back to break a deadlock
+(worker.db.failures) is no outage: it runs again a second later (`pass_retried`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from worker.db.failures import is_conflict, is_outage
 from worker.metrics import record_database_error
 from worker.outage import OUTAGES
 from worker.pass_ledger import describe
@@ -53,6 +54,7 @@ from worker.policy import Policy
 log = structlog.get_logger("worker.service")
 EXIT_CUT = 1
 BACKOFF = (1, 2, 4, 8, 15, 30)  # seconds between retries while the database is away
+CONFLICT_RETRY = timedelta(seconds=1)  # a pass rolled back by a deadlock runs again
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,17 @@ def database_error(error: BaseException) -> BaseException | None:
     `error`'s chain of causes, or None when it is something else (a bug)."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, OperationalError | InterfaceError) or (
-                isinstance(seen, DBAPIError) and seen.connection_invalidated):
+        if is_outage(seen):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def conflict_error(error: BaseException) -> BaseException | None:
+    """A deadlock or serialisation failure in `error`'s chain of causes, or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if is_conflict(seen):
             return seen
         seen = seen.__cause__
     return None
@@ -280,16 +291,20 @@ class Service:
         if isinstance(error, PassFailed) and not error.closed:
             self.unclosed[error.pass_id] = error.error
         cause = database_error(error)
-        if cause is not None:
+        conflict = conflict_error(error)
+        if conflict is not None:  # the database is fine: the pass runs again at once
+            log.warning(f"{what}_retried", reason=describe(conflict))
+            self._retry_pass_later(CONFLICT_RETRY)
+        elif cause is not None:
             self.watch.failed(cause)
             self._retry_pass_later()
         elif not isinstance(error, PassFailed):  # a failed pass logged itself
             log.exception(f"{what}_failed")
 
-    def _retry_pass_later(self) -> None:
+    def _retry_pass_later(self, delay: timedelta | None = None) -> None:
         if self.stop.is_set():
             return
-        at = self.now() + self.watch.next_delay()
+        at = self.now() + (self.watch.next_delay() if delay is None else delay)
         try:
             self.scheduler.add_job(self._pass_job, DateTrigger(at, timezone=self.zone),
                                    id="pass-retry", replace_existing=True,

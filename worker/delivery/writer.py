@@ -10,7 +10,8 @@ scripts/bench_delivery.py. When the database is away (a
 connection refused or cut, a restart, a lock that does not clear) the call is tried
 again with a doubling delay until the database answers; the outage is logged once when
 it starts and once when it ends, and `up` is clear while it lasts, so the drain starts
-no new send.
+no new send. A transaction PostgreSQL rolled back to break a deadlock (worker.db.failures)
+is tried again after a few milliseconds, without pausing anything.
 
 `OutcomeWriter` keeps every outcome until the transaction that records it has
 committed (cleared after the commit, never before). It commits once `most` outcomes are
@@ -34,8 +35,9 @@ from typing import TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
+from worker.db.failures import conflict_delay, is_conflict, is_outage
 from worker.delivery.decisions import Settlement, database_backoff
 from worker.outage import OUTAGES
 
@@ -45,13 +47,6 @@ T = TypeVar("T")
 
 class GaveUp(Exception):
     """`Database.run` stopped retrying because its caller no longer needs the result."""
-
-
-def is_outage(error: BaseException) -> bool:
-    """The database is away (as opposed to a statement it refuses: a bug, not retried)."""
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 class Database:
@@ -75,6 +70,7 @@ class Database:
         self.up = asyncio.Event()
         self.up.set()
         self._failures = 0
+        self._conflicts = 0
         self._down_since = 0.0
         self._lanes: dict[str, Connection] = {}
 
@@ -91,10 +87,16 @@ class Database:
                 else:
                     result = await asyncio.to_thread(self._transaction, work, lane)
             except DBAPIError as error:
-                if not is_outage(error):
+                if is_conflict(error):
+                    self._conflicts += 1
+                    log.info("transaction_retried", reason=str(error.orig or error)
+                             .strip().splitlines()[0][:200], conflicts=self._conflicts)
+                    await asyncio.sleep(conflict_delay(self._conflicts))
+                elif is_outage(error):
+                    self._failed(error)
+                    await asyncio.sleep(self.backoff(self._failures))
+                else:
                     raise
-                self._failed(error)
-                await asyncio.sleep(self.backoff(self._failures))
                 if give_up is not None and give_up():
                     raise GaveUp from error
                 continue
@@ -137,14 +139,16 @@ class Database:
         if not self.up.is_set():
             OUTAGES.answered()
             self.up.set()
-        self._failures = 0
+        self._failures = self._conflicts = 0
 
 
 class OutcomeWriter:
     """Group commit of settlements through `write` (module docstring).
 
     `add` never blocks and never fails; `flushed()` returns once everything added so far
-    is committed (it raises what stopped the writer, if something did: a bug).
+    is committed. When something stops the writer (a bug, a statement refused), `room()`
+    and `flushed()` raise it: the senders stop instead of waiting for a commit that will
+    never come, and the drain ends with the error.
 
     A commit waits until `most` outcomes are in hand, or `linger`
     seconds after the first of them, or someone awaits `flushed()`: whichever comes
@@ -179,15 +183,18 @@ class OutcomeWriter:
         self._pending.append(settlement)
         self._idle.clear()
         self._wake.set()
-        if len(self._pending) >= self.most:
+        if len(self._pending) >= self.most and self._broken is None:
             self._enough.set()
             self._room.clear()
 
     async def room(self) -> None:
         """Returns once fewer than `most` outcomes wait for their commit: a sender awaits
         it before each new message, so a slow commit (a checkpoint, a busy server)
-        slows sending down instead of widening what a crash would send twice."""
+        slows sending down instead of widening what a crash would send twice. Raises
+        what stopped the writer, if something did."""
         await self._room.wait()
+        if self._broken is not None:
+            raise self._broken
 
     async def run(self) -> None:
         """The writer's task: commit what accumulated, again and again, until cancelled."""
