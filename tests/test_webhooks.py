@@ -330,6 +330,36 @@ def test_a_claim_takes_at_most_its_batch(engine: Engine, policy: Policy,
     assert not {c.id for c in first} & {c.id for c in second}
 
 
+def test_the_lease_extension_keeps_its_own_rows_and_skips_one_being_written(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """Every row of the token is extended, none of another token's; on PostgreSQL a
+    row locked by the transaction writing its answer is skipped, not waited for (the
+    wait, in another order than the writer's, could deadlock)."""
+    settings = settings_for(receiver.url)
+    register(engine, settings, policy)
+    for _ in range(6):
+        add_event(engine)
+    store_enqueue(engine, settings, policy)
+    lease = timedelta(minutes=5)
+    with engine.begin() as connection:
+        mine = store.claim(connection, ["default"], T0, now(), "a" * 32, lease, 4)
+        store.claim(connection, ["default"], T0, now(), "b" * 32, lease, 2)
+    later = now() + timedelta(minutes=30)
+    with engine.begin() as connection:
+        assert 4 == store.extend_lease(connection, "a" * 32, later)
+    if engine.dialect.name != "postgresql":
+        return  # SQLite locks the whole database, not rows
+    with engine.connect() as writing:
+        writing.begin()
+        writing.execute(WEBHOOK_DELIVERIES.update().where(
+            WEBHOOK_DELIVERIES.c.id == mine[0].id).values(attempts=1))
+        with engine.begin() as connection:
+            connection.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert 3 == store.extend_lease(connection, "a" * 32, later + lease)
+        writing.rollback()
+
+
 def store_enqueue(engine: Engine, settings: Settings, policy: Policy) -> int:
     from worker.webhooks.config import configured_endpoints
 

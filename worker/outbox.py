@@ -401,13 +401,12 @@ def extend_lease(connection: Connection, token: str, until: datetime) -> int:
     a deadlock between a drain's heartbeat and its own writer (seen with three replicas
     on PostgreSQL). A lock that ends otherwise leaves the lease one third of its length
     short until the next extension, two before it runs out."""
-    held = (select(NOTIFICATIONS.c.id).where(NOTIFICATIONS.c.claim_token == token)
-            .with_for_update(skip_locked=True).cte("held")
-            .prefix_with("MATERIALIZED", dialect="postgresql"))
-    statement = (update(NOTIFICATIONS)
-                 .where(NOTIFICATIONS.c.id.in_(select(held.c.id)),
-                        NOTIFICATIONS.c.claim_token == token)
-                 .values(claimed_until=until))
+    mine = NOTIFICATIONS.c.claim_token == token
+    statement = update(NOTIFICATIONS).where(mine).values(claimed_until=until)
+    if connection.dialect.name == "postgresql":  # SQLite locks the database, not rows
+        held = (select(NOTIFICATIONS.c.id).where(mine).with_for_update(skip_locked=True)
+                .cte("held").prefix_with("MATERIALIZED"))
+        statement = statement.where(NOTIFICATIONS.c.id.in_(select(held.c.id)))
     return int(connection.execute(statement).rowcount or 0)
 
 

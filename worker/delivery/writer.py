@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from worker.db.failures import conflict_delay, is_conflict, is_outage
+from worker.db.failures import conflict_delay, first_line, is_conflict, is_outage
 from worker.delivery.decisions import Settlement, database_backoff
 from worker.outage import OUTAGES
 
@@ -79,7 +79,8 @@ class Database:
         lane: str | None = None,
     ) -> T:
         """`work`'s result once a transaction running it has committed. Retried while
-        the database is away; `give_up()` true between attempts raises `GaveUp`."""
+        the database is away and after a conflict; `give_up()` true between attempts
+        raises `GaveUp`."""
         while True:
             try:
                 if self.inline:
@@ -89,8 +90,8 @@ class Database:
             except DBAPIError as error:
                 if is_conflict(error):
                     self._conflicts += 1
-                    log.info("transaction_retried", reason=str(error.orig or error)
-                             .strip().splitlines()[0][:200], conflicts=self._conflicts)
+                    log.info("transaction_retried", reason=first_line(error),
+                             conflicts=self._conflicts)
                     await asyncio.sleep(conflict_delay(self._conflicts))
                 elif is_outage(error):
                     self._failed(error)
@@ -181,9 +182,11 @@ class OutcomeWriter:
 
     def add(self, settlement: Settlement) -> None:
         self._pending.append(settlement)
+        if self._broken is not None:  # nobody will write it: `flushed` raises at once
+            return
         self._idle.clear()
         self._wake.set()
-        if len(self._pending) >= self.most and self._broken is None:
+        if len(self._pending) >= self.most:
             self._enough.set()
             self._room.clear()
 
@@ -230,6 +233,8 @@ class OutcomeWriter:
         return lambda connection: self.write(connection, batch)
 
     async def flushed(self) -> None:
+        if self._broken is not None:
+            raise self._broken
         self._flushing += 1
         self._enough.set()
         try:

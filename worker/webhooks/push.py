@@ -29,9 +29,11 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from worker.db.failures import in_transaction
 from worker.errors import ConfigError
+from worker.pass_ledger import describe
 from worker.policy import Policy
 from worker.settings import Settings
 from worker.stopping import Stop, requested
@@ -195,10 +197,18 @@ class Pusher:
                                                       horizon, self.clock())
 
     async def _keep_lease(self) -> None:
+        """Extend the leases every third of their length, in a thread (the loop goes on
+        with the answers). One extension that fails (the database away) is logged and the
+        next one tried: the lease has two more thirds to run."""
         while True:
             await asyncio.sleep(self.schedule.lease.total_seconds() / 3)
-            with self.engine.begin() as connection:
-                store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
+            try:
+                await asyncio.to_thread(in_transaction, self.engine, self._extend)
+            except Exception as error:  # the next extension may succeed
+                log.warning("webhook_lease_not_extended", error=describe(error))
+
+    def _extend(self, connection: Connection) -> int:
+        return store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
 
     def _claim(self) -> list[Item]:
         enabled = [name for name in self.by_name if name not in self.disabled | self.paused]
@@ -255,8 +265,8 @@ class Pusher:
 
     def _write(self, settlements: list[Settlement]) -> None:
         if settlements:
-            with self.engine.begin() as connection:
-                store.write_settlements(connection, settlements)
+            in_transaction(self.engine,
+                           lambda connection: store.write_settlements(connection, settlements))
 
 
 def http_limits(policy: Policy) -> HttpLimits:

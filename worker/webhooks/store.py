@@ -232,8 +232,15 @@ def events_of(connection: Connection, seqs: Iterable[int]) -> dict[int, EventRow
 
 
 def extend_lease(connection: Connection, token: str, until: datetime) -> int:
-    statement = update(WEBHOOK_DELIVERIES).where(D.claim_token == token).values(
-        claimed_until=until)
+    """Keep the deliveries `token` still holds until `until`, skipping the rows locked
+    at that moment (their answers being written: waiting for them, in another order
+    than the writer's, can deadlock; see worker.outbox.extend_lease)."""
+    mine = D.claim_token == token
+    statement = update(WEBHOOK_DELIVERIES).where(mine).values(claimed_until=until)
+    if connection.dialect.name == "postgresql":  # SQLite locks the database, not rows
+        held = (select(D.id).where(mine).with_for_update(skip_locked=True).cte("held")
+                .prefix_with("MATERIALIZED"))
+        statement = statement.where(D.id.in_(select(held.c.id)))
     return int(connection.execute(statement).rowcount or 0)
 
 
@@ -245,9 +252,11 @@ def release(connection: Connection, token: str) -> int:
 
 
 def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
-    """Record attempts and give their leases back, in one executemany."""
+    """Record attempts and give their leases back, in one executemany, in id order
+    (the order of every other statement that locks several of these rows)."""
     if not settlements:
         return
+    settlements = sorted(settlements, key=lambda settlement: settlement.id)
     statement = (update(WEBHOOK_DELIVERIES).where(D.id == bindparam("b_id"))
                  .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
                          next_attempt_at=bindparam("b_next"), last_status=bindparam("b_code"),
