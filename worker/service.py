@@ -50,6 +50,7 @@ from worker.outage import OUTAGES
 from worker.pass_ledger import describe
 from worker.passes import PassFailed
 from worker.policy import Policy
+from worker.stopping import Received
 
 log = structlog.get_logger("worker.service")
 EXIT_CUT = 1
@@ -162,7 +163,7 @@ class Service:
         self.prepared = threading.Event()  # `jobs.prepare` has succeeded
         self.status = 0
         self._cutting = threading.Lock()
-        self._signal: str | None = None  # set by the signal handler, read by `serve`
+        self._received = Received()  # noted by the signal handler, read by `serve`
         self.scheduler = BackgroundScheduler(
             timezone=self.zone, executors={"default": ThreadPoolExecutor(2)})
 
@@ -181,23 +182,24 @@ class Service:
         self.scheduler.start()
         log.info("service_started", every_minutes=schedule.pass_every_minutes,
                  timezone=schedule.timezone, pid=os.getpid())
-        while self._signal is None and not self.stop.wait(0.2):
+        while self._received.first is None and not self.stop.wait(0.2):
             pass
         self.stop.set()
-        log.info("service_stopping", signal=self._signal, running=self.running.names())
+        log.info("service_stopping", signal=self._received.first,
+                 running=self.running.names())
         return self._shut_down() or self.status
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            # A flag and nothing else: the handler runs on the main thread between two
+            # A note and nothing else: the handler runs on the main thread between two
             # bytecodes, possibly inside a log call or `stop.wait` holding a lock that
             # logging or `stop.set` would wait on for ever (the watchdog logging behind
-            # it). `serve` sees the flag within 0.2 s and does the rest.
-            if self._signal is not None:  # a second signal: at once, in raw bytes, on a
-                # line of its own even if the main thread was half-way through one
+            # it), or inside itself when two signals come together (worker.stopping).
+            # `serve` sees the note within 0.2 s and does the rest.
+            if self._received.note(signum) > 1:  # a second signal: at once, in raw
+                # bytes, on a line of its own even if the main thread was half-way through one
                 os.write(2, b'\n{"event": "shutdown_forced", "level": "warning"}\n')
                 os._exit(EXIT_CUT)
-            self._signal = signal.Signals(signum).name
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
