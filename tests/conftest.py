@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header() -> str:
     profile = settings.default
+    assert profile is not None
     return (f"hypothesis profile {settings.get_current_profile_name()!r}: "
             f"derandomize={profile.derandomize}, deadline={profile.deadline}")
 

@@ -9,14 +9,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text, update
 
 from tests.portfolio import as_json, portfolio
-from worker.db.schema import Notification, Pass, Subscription, Transition
+from worker.db.schema import NOTIFICATIONS, PASSES, SUBSCRIPTIONS, TRANSITIONS
 from worker.export import export_state
 from worker.importer import import_data
 from worker.passes import run_pass
 from worker.policy import Policy
-
-NOTIFICATIONS = Notification.__table__
-SUBSCRIPTIONS = Subscription.__table__
 
 
 def at(text_moment: str) -> datetime:
@@ -32,7 +29,7 @@ def notices(engine: Engine) -> list[tuple[str, str, str, str]]:
         rows = connection.execute(select(NOTIFICATIONS.c.kind, NOTIFICATIONS.c.ref,
                                          NOTIFICATIONS.c.audience, NOTIFICATIONS.c.status)
                                   .order_by(NOTIFICATIONS.c.id))
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [(row.kind, row.ref, row.audience, row.status) for row in rows]
 
 
 def statuses(engine: Engine) -> dict[str, tuple[str, str]]:
@@ -78,8 +75,8 @@ def test_a_dry_run_writes_nothing_at_all(engine: Engine, policy: Policy) -> None
     assert summary.transitions
     assert notices(engine) == []
     with engine.connect() as connection:
-        assert connection.scalar(select(func.count()).select_from(Pass.__table__)) == 0
-        assert connection.scalar(select(func.count()).select_from(Transition.__table__)) == 0
+        assert connection.scalar(select(func.count()).select_from(PASSES)) == 0
+        assert connection.scalar(select(func.count()).select_from(TRANSITIONS)) == 0
     assert {"pending_start"} == {status for status, _ in statuses(engine).values()}
 
 
@@ -193,6 +190,6 @@ def test_the_pass_record_keeps_the_moment_and_the_counts(engine: Engine, policy:
     real = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     run_pass(engine, policy, at("2027-02-05T10:00:00Z"), clock=lambda: real)
     with engine.connect() as connection:
-        row = connection.execute(select(Pass.__table__)).one()
+        row = connection.execute(select(PASSES)).one()
     assert (at("2027-02-05T10:00:00Z"), real, "done") == (row.as_of, row.started_at, row.outcome)
     assert row.counts["queued"]["renewal_upcoming"] == 2

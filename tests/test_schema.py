@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, insert, select
 
 from worker.db.engine import current_revision, ensure_schema, head_revision, make_engine
-from worker.db.schema import Pass
+from worker.db.schema import PASSES
 
 
 def test_upgrade_reaches_head_and_is_idempotent(empty_database_url: str) -> None:
@@ -24,12 +24,12 @@ def test_timestamps_come_back_aware_in_utc(engine: Engine) -> None:
     moment = datetime(2027, 3, 1, 8, 0, tzinfo=timezone(timedelta(hours=1)))
     with engine.begin() as connection:
         connection.execute(
-            insert(Pass.__table__).values(
+            insert(PASSES).values(
                 started_at=moment, as_of=moment, trigger="once", counts={}, errors=[],
                 dry_run=False, outcome="done",
             )
         )
-        stored = connection.execute(select(Pass.__table__.c.as_of)).scalar_one()
+        stored = connection.execute(select(PASSES.c.as_of)).scalar_one()
     assert stored == moment
     assert stored.utcoffset() == timedelta(0)
 
