@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 
 from tests.webhook_receiver import Receiver, closed_port_url, running_receiver
@@ -358,6 +359,51 @@ def test_the_lease_extension_keeps_its_own_rows_and_skips_one_being_written(
             connection.execute(text("SET LOCAL lock_timeout = '2s'"))
             assert 3 == store.extend_lease(connection, "a" * 32, later + lease)
         writing.rollback()
+
+
+def test_a_database_lost_while_answers_are_written_ends_the_push_and_loses_nothing(
+    engine: Engine, policy: Policy, receiver: Receiver
+) -> None:
+    """Writes of answers fail (the database went away) half-way through 1,500 events:
+    the push ends at once with the error instead of waiting for ever on a queue nobody
+    empties (what it did when every sender had died of a failed write), the deliveries
+    it did not try are given back, and a later push delivers every event, an event
+    pushed twice only under its one webhook-id."""
+    settings = settings_for(receiver.url)
+    register(engine, settings, policy)
+    for _ in range(1500):
+        add_event(engine)
+    away = threading.Event()
+    away.set()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def lost(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if away.is_set() and statement.startswith("UPDATE webhook_deliveries SET status"):
+            raise OperationalError(statement, None,
+                                   ConnectionError("server closed the connection"))
+
+    outcome: dict[str, Any] = {}
+
+    def first_push() -> None:
+        try:
+            outcome["counts"] = push(engine, settings, policy, T0)
+        except Exception as error:  # the assertion below reports it
+            outcome["error"] = error
+
+    pushing = threading.Thread(target=first_push, daemon=True)
+    pushing.start()
+    pushing.join(timeout=60)
+    assert not pushing.is_alive(), "the push waited for ever"
+    assert isinstance(outcome.get("error"), OperationalError)
+    tried = len(receiver.ids())
+    assert 0 < tried < 1500
+    away.clear()
+    later = now() + timedelta(minutes=10)  # past the lease of the answers not written
+    push_due(engine, settings, policy, T0, clock=lambda: later)
+    assert len(set(receiver.ids())) == 1500
+    rows = deliveries(engine)
+    assert 1500 == len(rows)
+    assert all(row.status == "delivered" and row.claim_token is None for row in rows)
 
 
 def store_enqueue(engine: Engine, settings: Settings, policy: Policy) -> int:

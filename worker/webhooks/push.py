@@ -15,7 +15,10 @@ One claimer feeds the senders through a queue (see `Pusher._pump`); the database
 runs in a thread, so responses keep arriving while a batch is claimed or written.
 Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
 crash can push at most that many events again, under the same webhook-id, which the
-receivers de-duplicate on.
+receivers de-duplicate on. A write that fails (the database away, a conflict tried five
+times) stops the push: nothing more is claimed or sent, the rest is given back, and the
+error is raised for the pass to handle; answers that could not be written are pushed
+again once their lease ends.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class Pusher:
         self.paused: set[str] = set()
         self._timeouts: dict[str, int] = {}
         self._unwritten: list[Settlement] = []
+        self._broken: Exception | None = None  # a write failed: the push stops
 
     def _stopping(self) -> bool:
         return requested(self.stop)
@@ -134,11 +138,15 @@ class Pusher:
                 await self._pump(client)
         finally:
             heartbeat.cancel()
-            self._write(self._take_unwritten())
-            with self.engine.begin() as connection:
-                store.release(connection, self.token)
+            try:
+                self._write(self._take_unwritten())
+            finally:  # given back even when the answers could not be written
+                with self.engine.begin() as connection:
+                    store.release(connection, self.token)
         if self.counts.as_dict():
             log.info("webhooks_pushed", **self.counts.as_dict())
+        if self._broken is not None:
+            raise self._broken
         return self.counts
 
     async def _pump(self, client: httpx.AsyncClient) -> None:
@@ -149,7 +157,7 @@ class Pusher:
         senders = [asyncio.create_task(self._sender(client, queue))
                    for _ in range(self.limits.concurrency)]
         try:
-            while not self._stopping():
+            while not self._stopping() and self._broken is None:
                 batch = await asyncio.to_thread(self._claim)
                 if not batch:
                     break
@@ -165,7 +173,8 @@ class Pusher:
     async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
         while (item := await queue.get()) is not None:
             delivery, event, body = item
-            if self._stopping() or delivery.endpoint in self.disabled | self.paused:
+            if (self._stopping() or self._broken is not None
+                    or delivery.endpoint in self.disabled | self.paused):
                 continue  # left claimed: released untried at the end
             endpoint = self.by_name[delivery.endpoint]
             try:
@@ -174,7 +183,20 @@ class Pusher:
             except Exception as error:  # a bug here must not lose the event: retry it
                 log.exception("webhook_push_failed", seq=event.seq, endpoint=endpoint.name)
                 answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
-            await self._settled(delivery, event, answer)
+            try:
+                await self._settled(delivery, event, answer)
+            except Exception as error:  # the database refused a write or went away
+                self._stop_pushing(error)
+
+    def _stop_pushing(self, error: Exception) -> None:
+        """A write failed: nothing more is claimed or pushed (the senders go on taking
+        items off the queue, so the claimer never waits on a full one), the answers not
+        written stay in hand for the last write, and `run` raises the error once the
+        rest is given back. Before, the failing sender died with its answers, and once
+        every sender had, the claimer waited for room in the queue for ever."""
+        if self._broken is None:
+            self._broken = error
+            log.warning("webhook_push_stopped", error=describe(error))
 
     def _enqueue_new(self) -> None:
         """Register the endpoints and give every committed event its delivery rows (the
@@ -233,7 +255,12 @@ class Pusher:
                   attempts=settlement.attempts, error=settlement.last_error)
         self._unwritten.append(settlement)
         if len(self._unwritten) >= FLUSH:
-            await asyncio.to_thread(self._write, self._take_unwritten())
+            batch = self._take_unwritten()
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except Exception:
+                self._unwritten[:0] = batch  # kept for the last write
+                raise
 
     def _note_timeout(self, name: str, answer: Answer) -> None:
         """An endpoint that timed out `PAUSE_AFTER_TIMEOUTS` times in a row gets nothing
