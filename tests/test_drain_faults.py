@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,27 @@ def test_a_writer_stopped_by_a_refused_statement_ends_the_drain_instead_of_hangi
     assert isinstance(result.get("error"), Refusal)
     recorded = states(engine)[("sent", False)]
     assert len(mailer.delivered) - recorded <= 2 * 4 - 1 + 4 - 1  # the README's bound
+
+
+def test_a_lease_extension_refused_is_logged_and_the_drain_goes_on(engine: Engine) -> None:
+    """The heartbeat's extension is refused (not an outage): it says so each time and
+    keeps trying; the sends are not disturbed. Before, the heartbeat died unseen and the
+    lease ran out under a drain still sending."""
+    for i in range(12):
+        queue_notice(engine, ref=f"s{i}")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "UPDATE notifications SET claimed_until" in statement:
+            raise Refusal("refused")
+
+    mailer = SlowMailer(flight(), delay=0.05, concurrency=1)
+    with structlog.testing.capture_logs() as logs:
+        counts = deliver_due(engine, POLICY, Settings(), T, clock=clock, mailer=mailer,
+                             retry=RetryPolicy(batch=12, lease=timedelta(seconds=0.3)))
+    assert 12 == counts.sent
+    assert {("sent", False): 12} == states(engine)
+    assert sum(entry["event"] == "lease_not_extended" for entry in logs) >= 2
 
 
 @pytest.mark.parametrize(("failures", "expected"), [

@@ -515,8 +515,12 @@ class Drain:
         takes its time (timeouts of minutes) is never claimed by another process."""
         while True:
             await asyncio.sleep(self.retry.lease.total_seconds() / 3)
-            await self.database.run(
-                lambda c: extend_lease(c, self.token, self.clock() + self.retry.lease))
+            try:  # an outage is waited out inside `run`; anything else is said, not fatal
+                await self.database.run(
+                    lambda c: extend_lease(c, self.token, self.clock() + self.retry.lease))
+            except Exception as error:
+                log.warning("lease_not_extended", error=f"{type(error).__name__}: {error}"
+                            .splitlines()[0][:300])
 
     async def _claim(self) -> list[Due]:
         size = self.retry.batch if self.limit is None else min(
