@@ -24,12 +24,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
-from tests.cli import command
+from tests.cli import command, run_cli
 from tests.pg_server import PostgresUnavailable, Server, server_process
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from tests.smtp_sink import Sink, running_sink
+from tests.webhook_receiver import running_receiver
+from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine, upgrade
-from worker.db.schema import MESSAGES
+from worker.db.schema import MESSAGES, WEBHOOK_DELIVERIES
 from worker.outbox import build_messages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -224,3 +226,45 @@ def test_a_postgresql_restart_mid_delivery_loses_nothing_and_sends_nothing_twice
     assert 0 == claimed(database)
     assert 1 == len(replicas[0].events("database_unavailable"))
     assert re.search(r'"database_available"', replicas[0].log.read_text(encoding="utf-8"))
+
+
+def test_a_postgresql_restart_mid_push_loses_no_event_and_pushes_none_twice(
+    server: Server, database: Engine, tmp_path: Path
+) -> None:
+    """`pg_ctl restart -m fast` while `run --once` pushes 2,000 events to a receiver:
+    nothing new is pushed while the database is away, the answers in hand are written
+    when it is back, and the run finishes: every event once, nothing left claimed, the
+    outage logged once."""
+    url = database.url.render_as_string(hide_password=False)
+    with running_receiver() as receiver:
+        receiver.answer = lambda _request: (204, 0.003)
+        hooks = {"WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": SECRET}
+        assert 0 == run_cli("run", "--once", database_url=url, cwd=tmp_path, **hooks).code
+        with database.begin() as connection:
+            ids = {add_event(connection)[1] for _ in range(2000)}
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("SMTP_URL", "WORKER_CONFIG", "HEALTH_PORT")}
+        env.update(DATABASE_URL=url, WORKER_MAIL_DIR=str(tmp_path / "mail"), **hooks)
+        log = tmp_path / "run.log"
+        with log.open("w") as stderr:
+            run = subprocess.Popen([*command(), "run", "--once"], cwd=tmp_path, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            wait_until(lambda: len(receiver.ids()) >= 200, 60, "push under way")
+            server.restart()
+            status = run.wait(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=10)
+        pushed = receiver.ids()
+    told = log.read_text(encoding="utf-8")
+    assert 0 == status, told
+    assert ids == set(pushed)
+    assert len(pushed) == len(ids)
+    assert 1 == told.count('"database_unavailable"'), told
+    with database.connect() as connection:
+        rows = connection.execute(select(WEBHOOK_DELIVERIES.c.status,
+                                         WEBHOOK_DELIVERIES.c.claim_token)).all()
+    assert {("delivered", None)} == set(rows)
+    assert len(rows) == len(ids)

@@ -15,18 +15,10 @@
 
 from __future__ import annotations
 
-import itertools
 import random
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
-import structlog
-from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-log = structlog.get_logger("worker.database")
-T = TypeVar("T")
 CONFLICT_STATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 CONFLICT_FIRST = 0.02  # seconds before the first retry of a conflict
 CONFLICT_MOST = 1.0
@@ -59,22 +51,6 @@ def conflict_delay(conflicts: int) -> float:
     doubling, and jittered, so that the two sides of a deadlock do not meet again."""
     ceiling = min(CONFLICT_MOST, CONFLICT_FIRST * 2 ** max(conflicts - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - timing, not secrets
-
-
-def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 5) -> T:
-    """`work(connection)` in one transaction, tried again after a conflict (at most
-    `attempts` times in all); anything else is raised at once. For the short
-    transactions of a drain run from a thread; `work` must be safe to run again."""
-    for conflicts in itertools.count(1):
-        try:
-            with engine.begin() as connection:
-                return work(connection)
-        except DBAPIError as error:
-            if not is_conflict(error) or conflicts >= attempts:
-                raise
-            log.info("transaction_retried", reason=first_line(error), conflicts=conflicts)
-            time.sleep(conflict_delay(conflicts))
-    raise AssertionError("unreachable")
 
 
 def first_line(error: DBAPIError) -> str:

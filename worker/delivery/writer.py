@@ -1,5 +1,5 @@
-"""The drain's way to the database: calls that outlive an outage, and outcomes written
-by group commit.
+"""The drains' way to the database (mail and webhooks): calls that outlive an outage,
+and outcomes written by group commit.
 
 `Database.run(work)` runs `work(connection)` in one transaction: on a worker thread for
 a server (PostgreSQL), so the event loop goes on sending while the database answers; on
@@ -60,9 +60,10 @@ class Database:
 
     def __init__(
         self, engine: Engine, backoff: Callable[[int], float] = database_backoff,
-        inline: bool | None = None,
+        inline: bool | None = None, component: str = "delivery",
     ) -> None:
         self.engine = engine
+        self.component = component  # who logs an outage: the mail drain, the webhooks
         self.backoff = backoff
         # On the loop for SQLite (module docstring); a lock another process holds then
         # stops the loop too, as long as SQLite's busy timeout, and the senders with it.
@@ -133,7 +134,7 @@ class Database:
         if self.up.is_set():
             self.up.clear()
             self._down_since = time.monotonic()
-        OUTAGES.failed(str(error.orig or error).strip()[:300], component="delivery",
+        OUTAGES.failed(str(error.orig or error).strip()[:300], component=self.component,
                        action="sending paused; outcomes kept and written when it answers")
 
     def _answered(self) -> None:

@@ -11,19 +11,25 @@ delivers; a 410 disables the endpoint (the rest of its claimed rows are given ba
 untried); anything else, a timeout or a refused connection waits for the next delay. An
 endpoint that keeps timing out is left alone for the rest of the drain
 (`PAUSE_AFTER_TIMEOUTS`), so a drain never lasts minutes because one receiver hangs.
-One claimer feeds the senders through a queue (see `Pusher._pump`); the database work
-runs in a thread, so responses keep arriving while a batch is claimed or written.
+One claimer feeds the senders through a queue (see `Pusher._pump`); on PostgreSQL the
+database work runs in a thread, so responses keep arriving while a batch is claimed or
+written.
 Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
 crash can push at most that many events again, under the same webhook-id, which the
-receivers de-duplicate on. A write that fails (the database away, a conflict tried five
-times) stops the push: nothing more is claimed or sent, the rest is given back, and the
-error is raised for the pass to handle; answers that could not be written are pushed
-again once their lease ends.
+receivers de-duplicate on.
+
+The database going away: claims, writes and leases go through the drain's `Database`
+(worker.delivery.writer), which waits it out with a growing delay and logs it once;
+meanwhile nothing new is pushed, the answers in hand are kept and written when it is
+back, and the push goes on. A write refused for good (a bug, not an outage) stops the
+push: nothing more is claimed or sent, the rest is given back, and the error is raised
+for the pass to handle; answers that could not be written are pushed again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +40,7 @@ import httpx
 import structlog
 from sqlalchemy import Connection, Engine
 
-from worker.db.failures import in_transaction
+from worker.delivery.writer import Database, GaveUp
 from worker.errors import ConfigError
 from worker.pass_ledger import describe
 from worker.policy import Policy
@@ -122,7 +128,10 @@ class Pusher:
         self.paused: set[str] = set()
         self._timeouts: dict[str, int] = {}
         self._unwritten: list[Settlement] = []
-        self._broken: Exception | None = None  # a write failed: the push stops
+        self._broken: Exception | None = None  # a write was refused: the push stops
+        # Claims, writes and leases wait out an outage (worker.delivery.writer), on a
+        # thread for PostgreSQL: answers keep arriving while the database answers.
+        self.database = Database(engine, component="webhooks")
 
     def _stopping(self) -> bool:
         return requested(self.stop)
@@ -139,10 +148,11 @@ class Pusher:
         finally:
             heartbeat.cancel()
             try:
-                self._write(self._take_unwritten())
+                await self._write(self._take_unwritten())
             finally:  # given back even when the answers could not be written
-                with self.engine.begin() as connection:
-                    store.release(connection, self.token)
+                with contextlib.suppress(GaveUp):
+                    await self.database.run(lambda c: store.release(c, self.token),
+                                            give_up=self._stopping)
         if self.counts.as_dict():
             log.info("webhooks_pushed", **self.counts.as_dict())
         if self._broken is not None:
@@ -158,7 +168,10 @@ class Pusher:
                    for _ in range(self.limits.concurrency)]
         try:
             while not self._stopping() and self._broken is None:
-                batch = await asyncio.to_thread(self._claim)
+                try:
+                    batch = await self.database.run(self._claim, give_up=self._stopping)
+                except GaveUp:
+                    break
                 if not batch:
                     break
                 for item in batch:
@@ -173,6 +186,7 @@ class Pusher:
     async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
         while (item := await queue.get()) is not None:
             delivery, event, body = item
+            await self.database.up.wait()  # nothing new while the database is away
             if (self._stopping() or self._broken is not None
                     or delivery.endpoint in self.disabled | self.paused):
                 continue  # left claimed: released untried at the end
@@ -185,15 +199,16 @@ class Pusher:
                 answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
             try:
                 await self._settled(delivery, event, answer)
-            except Exception as error:  # the database refused a write or went away
+            except Exception as error:  # the database refused a write
                 self._stop_pushing(error)
 
     def _stop_pushing(self, error: Exception) -> None:
-        """A write failed: nothing more is claimed or pushed (the senders go on taking
-        items off the queue, so the claimer never waits on a full one), the answers not
-        written stay in hand for the last write, and `run` raises the error once the
-        rest is given back. Before, the failing sender died with its answers, and once
-        every sender had, the claimer waited for room in the queue for ever."""
+        """A write was refused (an outage is waited out, not refused): nothing more is
+        claimed or pushed (the senders go on taking items off the queue, so the claimer
+        never waits on a full one), the answers not written stay in hand for the last
+        write, and `run` raises the error once the rest is given back. Before, the
+        failing sender died with its answers, and once every sender had, the claimer
+        waited for room in the queue for ever."""
         if self._broken is None:
             self._broken = error
             log.warning("webhook_push_stopped", error=describe(error))
@@ -219,25 +234,23 @@ class Pusher:
                                                       horizon, self.clock())
 
     async def _keep_lease(self) -> None:
-        """Extend the leases every third of their length, in a thread (the loop goes on
-        with the answers). One extension that fails (the database away) is logged and the
-        next one tried: the lease has two more thirds to run."""
+        """Extend the leases every third of their length. An extension refused is logged
+        and the next one tried: the lease has two more thirds to run."""
         while True:
             await asyncio.sleep(self.schedule.lease.total_seconds() / 3)
             try:
-                await asyncio.to_thread(in_transaction, self.engine, self._extend)
+                await self.database.run(self._extend)
             except Exception as error:  # the next extension may succeed
                 log.warning("webhook_lease_not_extended", error=describe(error))
 
     def _extend(self, connection: Connection) -> int:
         return store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
 
-    def _claim(self) -> list[Item]:
+    def _claim(self, connection: Connection) -> list[Item]:
         enabled = [name for name in self.by_name if name not in self.disabled | self.paused]
-        with self.engine.begin() as connection:
-            claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
-                                  self.schedule.lease, self.schedule.batch)
-            events = store.events_of(connection, (c.event_seq for c in claimed))
+        claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
+                              self.schedule.lease, self.schedule.batch)
+        events = store.events_of(connection, (c.event_seq for c in claimed))
         bodies = {seq: event_body(e.type, e.occurred_at, e.data) for seq, e in events.items()}
         return [(c, events[c.event_seq], bodies[c.event_seq]) for c in claimed]
 
@@ -255,12 +268,7 @@ class Pusher:
                   attempts=settlement.attempts, error=settlement.last_error)
         self._unwritten.append(settlement)
         if len(self._unwritten) >= FLUSH:
-            batch = self._take_unwritten()
-            try:
-                await asyncio.to_thread(self._write, batch)
-            except Exception:
-                self._unwritten[:0] = batch  # kept for the last write
-                raise
+            await self._write(self._take_unwritten())
 
     def _note_timeout(self, name: str, answer: Answer) -> None:
         """An endpoint that timed out `PAUSE_AFTER_TIMEOUTS` times in a row gets nothing
@@ -280,20 +288,23 @@ class Pusher:
         self.counts.disabled_endpoints.append(name)
         reason = f"{answer.describe()} from {self.by_name[name].url}"
         log.warning("webhook_endpoint_disabled", endpoint=name, reason=reason)
-        await asyncio.to_thread(self._write_disabled, name, reason)
-
-    def _write_disabled(self, name: str, reason: str) -> None:
-        with self.engine.begin() as connection:
-            store.disable_endpoint(connection, name, self.clock(), reason)
+        await self.database.run(
+            lambda c: store.disable_endpoint(c, name, self.clock(), reason))
 
     def _take_unwritten(self) -> list[Settlement]:
         unwritten, self._unwritten = self._unwritten, []
         return unwritten
 
-    def _write(self, settlements: list[Settlement]) -> None:
-        if settlements:
-            in_transaction(self.engine,
-                           lambda connection: store.write_settlements(connection, settlements))
+    async def _write(self, settlements: list[Settlement]) -> None:
+        """Record answers (an outage is waited out); refused, they are kept in hand for
+        the last write."""
+        if not settlements:
+            return
+        try:
+            await self.database.run(lambda c: store.write_settlements(c, settlements))
+        except Exception:
+            self._unwritten[:0] = settlements
+            raise
 
 
 def http_limits(policy: Policy) -> HttpLimits:
