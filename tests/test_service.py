@@ -247,3 +247,32 @@ def test_a_pass_rolled_back_by_a_deadlock_runs_again_at_once_and_is_no_outage() 
     assert 0.9 <= calls[1] - calls[0] < 10
     assert "pass_retried" in named
     assert not {"database_unavailable", "pass_failed"} & set(named)
+
+
+def test_a_preparation_rolled_back_by_a_deadlock_is_tried_again_not_fatal() -> None:
+    """Two replicas bringing up the schema or recording endpoints at once may deadlock:
+    the preparation is tried again and the service goes on to its pass."""
+    attempts: list[int] = []
+
+    def prepare() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OperationalError("INSERT INTO webhook_endpoints", None,
+                                   psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    def run_pass(stop: threading.Event) -> None:
+        stop.set()
+
+    jobs = Jobs(run_pass=run_pass, deliver=lambda stop: None, probe=lambda: None,
+                close_failed=lambda pass_id, error: None, prepare=prepare)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with structlog.testing.capture_logs() as logs:
+            status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    named = [entry["event"] for entry in logs]
+    assert (0, 2) == (status, len(attempts))
+    assert "start_retried" in named
+    assert "start_failed" not in named

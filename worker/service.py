@@ -254,7 +254,8 @@ class Service:
         try:
             self.jobs.prepare()
         except Exception as error:
-            if database_error(error) is None:  # not an outage: waiting will not cure it
+            if database_error(error) is None and conflict_error(error) is None:
+                # neither an outage nor a deadlock: waiting will not cure it
                 log.exception("start_failed")
                 self.status = EXIT_CUT
                 self.stop.set()
