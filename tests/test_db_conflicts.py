@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,9 +45,7 @@ def sent(notice: Any) -> Any:
     facts = {"kind": notice.kind, "ref": notice.ref, "audience": notice.audience,
              "recipients": list(notice.recipients), "message_id": f"<{notice.id}@x>",
              "reseller_id": notice.reseller_id}
-    return type(settlement)(**{**{f: getattr(settlement, f) for f in
-                                  ("id", "status", "attempts", "last_error", "results",
-                                   "not_before", "sent_at")}, "facts": facts})
+    return replace(settlement, facts=facts)
 
 
 def waiting_for_a_lock(engine: Engine) -> int:

@@ -201,6 +201,19 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
     assert "shutdown_cut" not in names, log.read_text()
 
 
+def serve_here(jobs: Jobs) -> tuple[int, list[str]]:
+    """`serve` in this process (its jobs end it by setting the stop): the status and the
+    events it logged; the test runner's signal handlers are put back."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with structlog.testing.capture_logs() as logs:
+            status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    return status, [entry["event"] for entry in logs]
+
+
 def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1() -> None:
     """Waiting cures an absent database, not a migration that fails: the service says so
     once and ends with status 1, without running a pass."""
@@ -211,12 +224,7 @@ def test_a_preparation_refused_for_another_reason_than_the_database_ends_with_1(
 
     jobs = Jobs(run_pass=passes.append, deliver=lambda stop: None, probe=lambda: None,
                 close_failed=lambda pass_id, error: None, prepare=refused)
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    status, _named = serve_here(jobs)
     assert (1, []) == (status, passes)
 
 
@@ -234,14 +242,7 @@ def test_a_pass_rolled_back_by_a_deadlock_runs_again_at_once_and_is_no_outage() 
 
     jobs = Jobs(run_pass=run_pass, deliver=lambda stop: None, probe=lambda: None,
                 close_failed=lambda pass_id, error: None)
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with structlog.testing.capture_logs() as logs:
-            status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    named = [entry["event"] for entry in logs]
+    status, named = serve_here(jobs)
     assert 0 == status
     assert 2 == len(calls)
     assert 0.9 <= calls[1] - calls[0] < 10
@@ -265,14 +266,7 @@ def test_a_preparation_rolled_back_by_a_deadlock_is_tried_again_not_fatal() -> N
 
     jobs = Jobs(run_pass=run_pass, deliver=lambda stop: None, probe=lambda: None,
                 close_failed=lambda pass_id, error: None, prepare=prepare)
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with structlog.testing.capture_logs() as logs:
-            status = serve(build_policy({}), jobs, lambda: datetime.now(UTC))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    named = [entry["event"] for entry in logs]
+    status, named = serve_here(jobs)
     assert (0, 2) == (status, len(attempts))
     assert "start_retried" in named
     assert "start_failed" not in named

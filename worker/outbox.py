@@ -74,6 +74,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from worker import crashpoints, metrics
+from worker.db.leases import extend_leases
 from worker.db.schema import MESSAGES, metadata
 from worker.delivery.decisions import (
     DIGEST,
@@ -102,6 +103,7 @@ from worker.delivery.writer import Database, GaveUp, OutcomeWriter
 from worker.events import record_final_notices, record_sent_notices
 from worker.mailer import Mailer, Outcome, Outgoing, Verdict, open_mailer
 from worker.messages import UnsafeHeader, message_bytes, message_id_for
+from worker.pass_ledger import describe
 from worker.policy import Policy
 from worker.render import render_notification
 from worker.settings import Settings
@@ -393,21 +395,9 @@ def build_messages(
 
 
 def extend_lease(connection: Connection, token: str, until: datetime) -> int:
-    """Keep the notices `token` still holds until `until` (a long, slow drain).
-
-    A row locked at that moment is skipped, not waited for: its lock is held by the
-    transaction recording its outcome (which gives the lease back) or by a pass
-    cancelling it. Waiting for those rows, taken in another order than the writer's, was
-    a deadlock between a drain's heartbeat and its own writer (seen with three replicas
-    on PostgreSQL). A lock that ends otherwise leaves the lease one third of its length
-    short until the next extension, two before it runs out."""
-    mine = NOTIFICATIONS.c.claim_token == token
-    statement = update(NOTIFICATIONS).where(mine).values(claimed_until=until)
-    if connection.dialect.name == "postgresql":  # SQLite locks the database, not rows
-        held = (select(NOTIFICATIONS.c.id).where(mine).with_for_update(skip_locked=True)
-                .cte("held").prefix_with("MATERIALIZED"))
-        statement = statement.where(NOTIFICATIONS.c.id.in_(select(held.c.id)))
-    return int(connection.execute(statement).rowcount or 0)
+    """Keep the notices `token` still holds until `until` (a long, slow drain); rows being
+    recorded are skipped (worker.db.leases)."""
+    return extend_leases(connection, NOTIFICATIONS, token, until)
 
 
 def release(connection: Connection, token: str) -> int:
@@ -519,8 +509,7 @@ class Drain:
                 await self.database.run(
                     lambda c: extend_lease(c, self.token, self.clock() + self.retry.lease))
             except Exception as error:
-                log.warning("lease_not_extended", error=f"{type(error).__name__}: {error}"
-                            .splitlines()[0][:300])
+                log.warning("lease_not_extended", error=describe(error))
 
     async def _claim(self) -> list[Due]:
         size = self.retry.batch if self.limit is None else min(

@@ -74,19 +74,20 @@ class Jobs:
 def database_error(error: BaseException) -> BaseException | None:
     """The error of a database that does not answer (or broke the connection) in
     `error`'s chain of causes, or None when it is something else (a bug)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if is_outage(seen):
-            return seen
-        seen = seen.__cause__
-    return None
+    return _in_causes(error, is_outage)
 
 
 def conflict_error(error: BaseException) -> BaseException | None:
     """A deadlock or serialisation failure in `error`'s chain of causes, or None."""
+    return _in_causes(error, is_conflict)
+
+
+def _in_causes(
+    error: BaseException, matches: Callable[[BaseException], bool]
+) -> BaseException | None:
     seen: BaseException | None = error
     while seen is not None:
-        if is_conflict(seen):
+        if matches(seen):
             return seen
         seen = seen.__cause__
     return None

@@ -52,8 +52,3 @@ def conflict_delay(conflicts: int) -> float:
     ceiling = min(CONFLICT_MOST, CONFLICT_FIRST * 2 ** max(conflicts - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - timing, not secrets
 
-
-def first_line(error: DBAPIError) -> str:
-    """The driver's message, first line: what a log line says of a conflict."""
-    lines = str(error.orig or error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__

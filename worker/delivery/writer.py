@@ -37,9 +37,10 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from worker.db.failures import conflict_delay, first_line, is_conflict, is_outage
+from worker.db.failures import conflict_delay, is_conflict, is_outage
 from worker.delivery.decisions import Settlement, database_backoff
 from worker.outage import OUTAGES
+from worker.pass_ledger import describe
 
 log = structlog.get_logger("worker.outbox")
 T = TypeVar("T")
@@ -91,7 +92,7 @@ class Database:
             except DBAPIError as error:
                 if is_conflict(error):
                     self._conflicts += 1
-                    log.info("transaction_retried", reason=first_line(error),
+                    log.info("transaction_retried", reason=describe(error.orig or error),
                              conflicts=self._conflicts)
                     await asyncio.sleep(conflict_delay(self._conflicts))
                 elif is_outage(error):

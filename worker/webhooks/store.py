@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
+from worker.db.leases import extend_leases
 from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from worker.db.types import UtcDateTime
 from worker.webhooks.config import Endpoint
@@ -232,16 +233,9 @@ def events_of(connection: Connection, seqs: Iterable[int]) -> dict[int, EventRow
 
 
 def extend_lease(connection: Connection, token: str, until: datetime) -> int:
-    """Keep the deliveries `token` still holds until `until`, skipping the rows locked
-    at that moment (their answers being written: waiting for them, in another order
-    than the writer's, can deadlock; see worker.outbox.extend_lease)."""
-    mine = D.claim_token == token
-    statement = update(WEBHOOK_DELIVERIES).where(mine).values(claimed_until=until)
-    if connection.dialect.name == "postgresql":  # SQLite locks the database, not rows
-        held = (select(D.id).where(mine).with_for_update(skip_locked=True).cte("held")
-                .prefix_with("MATERIALIZED"))
-        statement = statement.where(D.id.in_(select(held.c.id)))
-    return int(connection.execute(statement).rowcount or 0)
+    """Keep the deliveries `token` still holds until `until`; rows whose answers are
+    being written are skipped (worker.db.leases)."""
+    return extend_leases(connection, WEBHOOK_DELIVERIES, token, until)
 
 
 def release(connection: Connection, token: str) -> int:
