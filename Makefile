@@ -22,10 +22,10 @@ BENCH_ARGS ?=
 
 # Mutants run by `make mutate` (mutmut names: module.x_function__mutmut_N; fnmatch
 # patterns). Files that may be mutated at all: [tool.mutmut] only_mutate in pyproject.toml.
-MUTATE ?= 'worker.calendar.*' 'worker.rules.*' \
-	'worker.delivery.decisions.x_window_decision__*' 'worker.delivery.decisions.x__window__*' \
-	'worker.delivery.decisions.x_retry_decision__*' 'worker.delivery.decisions.x_settle__*' \
-	'worker.delivery.decisions.x__final__*'
+MUTATE ?= 'worker.rules.calendar.*' 'worker.rules.*' \
+	'worker.mail.decisions.x_window_decision__*' 'worker.mail.decisions.x__window__*' \
+	'worker.mail.decisions.x_retry_decision__*' 'worker.mail.decisions.x_settle__*' \
+	'worker.mail.decisions.x__final__*'
 MUTATE_JOBS ?= 2
 
 .PHONY: install test demo lint bench mutate clean

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
-from worker.calendar import add_months, anchor_day, local_midnight
+from worker.config.policy import Policy
 from worker.db.engine import MIGRATIONS, upgrade
 from worker.db.schema import (
     Customer,
@@ -34,12 +34,12 @@ from worker.db.schema import (
     Reseller,
     Subscription,
 )
-from worker.effects import deliveries
-from worker.evaluate import FAR_FUTURE
-from worker.model import Notice
-from worker.policy import Policy
+from worker.passes.effects import deliveries
+from worker.passes.evaluate import FAR_FUTURE
+from worker.rules.calendar import add_months, anchor_day, local_midnight
 from worker.rules.digest import digest_timing
 from worker.rules.invitations import Invitation, evaluate_invitation
+from worker.rules.model import Notice
 from worker.rules.payments import Invoice, Standing, evaluate_payment
 from worker.rules.subscriptions import (
     PENDING_START,
@@ -133,7 +133,7 @@ class _Person:
 
 @dataclass(frozen=True, slots=True)
 class _ResellerView:
-    """Enough of worker.db.snapshots.ResellerInfo for `deliveries`."""
+    """Enough of worker.passes.snapshots.ResellerInfo for `deliveries`."""
 
     id: str
     name: str

@@ -11,8 +11,8 @@ A local aiosmtpd sink runs in a separate process (this machine's second core), c
 what it accepts. In one run, against that sink:
 
 1. `--count` notifications are queued as a pass stores them (the payloads of
-   `worker.samples`, several kinds, French and English), and their messages are built
-   once, as they would be when queued (`worker.outbox.build_for`); the build rate is
+   `worker.mail.samples`, several kinds, French and English), and their messages are built
+   once, as they would be when queued (`worker.mail.outbox.build_for`); the build rate is
    reported on its own.
 2. plain: the same messages (same envelopes, same bytes, Date included) are sent with
    aiosmtplib's `sendmail` over `--connections` connections, each sending its share
@@ -56,16 +56,16 @@ from sqlalchemy import Engine, delete, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from worker.config.policy import load_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import EVENTS, MESSAGES, WEBHOOK_DELIVERIES, metadata
-from worker.logs import configure_logging
-from worker.mailer import SmtpConfig, SmtpMailer
-from worker.notices import KINDS
-from worker.outbox import build_for, deliver_due, stamp_date
-from worker.policy import load_policy
-from worker.render import audiences_of
-from worker.samples import sample_row
-from worker.settings import Settings
+from worker.mail.outbox import build_for, deliver_due, stamp_date
+from worker.mail.render import audiences_of
+from worker.mail.samples import sample_row
+from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
+from worker.rules.notices import KINDS
+from worker.support.logs import configure_logging
 
 NOTIFICATIONS = metadata.tables["notifications"]
 MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)  # inside every sample zone's window

@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_delivery import MOMENT, Sink, build_all, database, notices, queue
 from sqlalchemy import Engine, func, select
 
+from worker.config.policy import load_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
-from worker.logs import configure_logging
-from worker.mailer import SmtpConfig, SmtpMailer
-from worker.outbox import NOTIFICATIONS, deliver_due
-from worker.policy import load_policy
-from worker.settings import Settings
+from worker.mail.outbox import NOTIFICATIONS, deliver_due
+from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
+from worker.support.logs import configure_logging
 
 AIM = 10
 HOST = "127.0.0.1"

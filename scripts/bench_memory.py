@@ -36,10 +36,10 @@ SCALING_AIM = 1.5  # peak RSS of the largest pass / of the smallest
 
 def child(url: str, moment: str, idle: bool) -> None:
     """In the measured process: open the database, run the pass unless idle, report."""
+    from worker.config.policy import load_policy  # noqa: PLC0415
     from worker.db.engine import make_engine  # noqa: PLC0415 - the measure starts here
-    from worker.logs import configure_logging  # noqa: PLC0415
-    from worker.passes import run_pass  # noqa: PLC0415
-    from worker.policy import load_policy  # noqa: PLC0415
+    from worker.passes.run import run_pass  # noqa: PLC0415
+    from worker.support.logs import configure_logging  # noqa: PLC0415
 
     configure_logging(json=True, level="warning")
     engine = make_engine(url)
@@ -99,8 +99,8 @@ def main() -> int:
     if args.child:
         child(args.child, args.moment, args.idle)
         return 0
-    from worker.logs import configure_logging  # noqa: PLC0415
-    from worker.policy import load_policy  # noqa: PLC0415
+    from worker.config.policy import load_policy  # noqa: PLC0415
+    from worker.support.logs import configure_logging  # noqa: PLC0415
 
     configure_logging(json=True, level="warning")
     sizes = sorted([10_000, 100_000] if args.quick else args.sizes)

@@ -52,13 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import Plan, bench_moment, build
 from bench_report import Row, print_json, row
 
+from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine
 from worker.db.schema import Customer, Subscription
-from worker.db.snapshots import subscription_state
-from worker.logs import configure_logging
-from worker.passes import PassSummary, run_pass
-from worker.policy import Policy, load_policy
+from worker.passes.run import PassSummary, run_pass
+from worker.passes.snapshots import subscription_state
 from worker.rules.subscriptions import evaluate_subscription
+from worker.support.logs import configure_logging
 
 SCALING_AIM = 1.3  # largest pass / smallest pass, same due records
 NAIVE_AIM = 20.0  # naive loop / largest pass

@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from worker.config.policy import load_policy
 from worker.db.engine import make_engine, upgrade
-from worker.importer import import_data
-from worker.logs import configure_logging
-from worker.passes import run_pass
-from worker.policy import load_policy
+from worker.importing.load import import_data
+from worker.passes.run import run_pass
+from worker.support.logs import configure_logging
 
 START = date(2026, 1, 1)
 

@@ -123,8 +123,8 @@ def main() -> int:
     if args.quick:
         args.size, args.due, args.runs = 20_000, 2000, 1
     from tests.pg_server import running_server  # noqa: PLC0415
-    from worker.logs import configure_logging  # noqa: PLC0415
-    from worker.policy import load_policy  # noqa: PLC0415
+    from worker.config.policy import load_policy  # noqa: PLC0415
+    from worker.support.logs import configure_logging  # noqa: PLC0415
 
     configure_logging(json=True, level="warning")
     plan = Plan(args.size, args.due, bench_moment(args.moment))

@@ -47,11 +47,11 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from worker.config.policy import load_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from worker.logs import configure_logging
-from worker.policy import load_policy
-from worker.settings import Settings
+from worker.support.logs import configure_logging
 from worker.webhooks.push import push_due
 from worker.webhooks.signing import event_body
 

@@ -23,7 +23,7 @@ NO_TESTS = {5, 33}
 
 
 def module_of(key: str) -> str:
-    """`worker.outbox.x_settle__mutmut_3` -> `worker.outbox`."""
+    """`worker.mail.outbox.x_settle__mutmut_3` -> `worker.mail.outbox`."""
     return key.rsplit(".", 1)[0]
 
 

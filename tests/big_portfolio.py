@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from worker.calendar import add_months
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import CUSTOMERS, EPOCH, RESELLERS, SUBSCRIPTIONS
+from worker.rules.calendar import add_months
 
 MOMENT = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
 RESELLER_COUNT = 50

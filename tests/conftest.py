@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import PostgresUnavailable, running_server
+from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine, upgrade
-from worker.outage import OUTAGES
-from worker.policy import Policy, load_policy
+from worker.support.outage import OUTAGES
 
 _counter = itertools.count()
 

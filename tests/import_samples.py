@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, update
 
+from worker.config.policy import Policy
 from worker.db.schema import metadata
 from worker.errors import ImportRejected
-from worker.importer import ImportReport, import_data
-from worker.policy import Policy
+from worker.importing.load import ImportReport, import_data
 
 SECTIONS = ("resellers", "customers", "subscriptions", "purchase_authorizations",
             "reseller_change_codes")

@@ -1,6 +1,6 @@
 """A real SMTP server for the delivery tests: aiosmtpd, scripted like the in-memory twin.
 
-The server follows a `worker.mailer.memory.Script` (the same object the twin follows):
+The server follows a `worker.mail.transports.memory.Script` (the same object the twin follows):
 its greeting (421, or silence), its replies to MAIL, RCPT and DATA, and a connection
 dropped after the data. STARTTLS, implicit TLS and AUTH use a certificate issued by a
 throwaway CA (trustme) for `localhost` and 127.0.0.1; clients trust that CA alone.
@@ -9,7 +9,7 @@ aiosmtpd's `Controller(port=0)` breaks its own start-up check, so a free port is
 first. The server runs in its own thread and event loop; it is stopped on exit.
 
 `queue_notice` puts one notification in the outbox as a pass would (the payload of
-`worker.samples`), for the outbox and delivery tests.
+`worker.mail.samples`), for the outbox and delivery tests.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import Engine, insert
 
 from worker.db.schema import metadata
-from worker.mailer.memory import Script, text_of
-from worker.samples import sample_row
+from worker.mail.samples import sample_row
+from worker.mail.transports.memory import Script, text_of
 
 HOST = "127.0.0.1"
 USER, PASSWORD = "mailer", "s3cret p@ss"
@@ -230,8 +230,8 @@ def queue_notice(
     timezone: str = "Europe/Paris", occasion_date: date = date(2027, 3, 10),
     locale: str = "fr", **columns: Any,
 ) -> int:
-    """Insert one queued notification shaped as `worker.effects` stores it (the payload
-    of `worker.samples`); return its id."""
+    """Insert one queued notification shaped as `worker.passes.effects` stores it (the payload
+    of `worker.mail.samples`); return its id."""
     sample = sample_row(kind, audience, locale)
     sample["payload"]["recipient_names"] = [f"Contact {i}" for i in range(len(recipients))]
     row = {**{k: v for k, v in sample.items() if k != "id"},

@@ -33,11 +33,11 @@ from tests.import_samples import (
     stored,
     subscription,
 )
+from worker.config.policy import Policy
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import metadata
 from worker.errors import ImportRejected
-from worker.importer import MAX_FILE_MB, import_file
-from worker.policy import Policy
+from worker.importing.load import MAX_FILE_MB, import_file
 
 BAD = Path(__file__).parent / "data" / "bad"
 MANIFEST: list[dict[str, Any]] = json.loads((BAD / "MANIFEST.json").read_text())["files"]

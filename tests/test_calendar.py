@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.calendar import add_months, anchor_day, local_date, local_midnight
+from worker.rules.calendar import add_months, anchor_day, local_date, local_midnight
 
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
@@ -124,7 +124,7 @@ def test_instants_are_given_in_utc_whatever_the_machines_zone(
     import time as host_time
     from datetime import time as wall_time
 
-    from worker.calendar import local_time_of_day
+    from worker.rules.calendar import local_time_of_day
 
     monkeypatch.setenv("TZ", "Asia/Kolkata")
     host_time.tzset()

@@ -1,6 +1,6 @@
 """The crash matrix: a run killed (SIGKILL) at each named point, then a normal run.
 
-Each point of `worker.crashpoints` is reached deterministically (the n-th visit, n
+Each point of `worker.support.crashpoints` is reached deterministically (the n-th visit, n
 varied across repetitions) in a forked child running a pass and its drain against an
 SMTP server in another process; the child kills itself there. A normal pass follows,
 its clock past the lease. Then every notice has been delivered, nothing is left claimed,
@@ -26,13 +26,13 @@ from sqlalchemy import Engine, create_engine, select, text
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import NOTIFICATIONS
 from tests.smtp_sink import Sink, running_sink
-from worker import crashpoints
+from worker.config.policy import build_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
-from worker.importer import import_data
-from worker.outbox import DeliveryCounts, deliver_due
-from worker.passes import run_pass
-from worker.policy import build_policy
-from worker.settings import Settings
+from worker.importing.load import import_data
+from worker.mail.outbox import DeliveryCounts, deliver_due
+from worker.passes.run import run_pass
+from worker.support import crashpoints
 
 T = datetime(2027, 1, 29, 10, 0, tzinfo=UTC)  # 12 subscriptions cross AD - 45 on this day
 POLICY = build_policy({"delivery": {"batch": 4, "connections": 2},

@@ -21,11 +21,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from worker.db.failures import conflict_delay, is_conflict, is_outage
+from worker.db.runner import Database
 from worker.db.schema import EVENTS
-from worker.delivery.decisions import RetryPolicy, settle
-from worker.delivery.writer import Database
-from worker.mailer import Outcome, Verdict
-from worker.outbox import claim, extend_lease, write_settlements
+from worker.mail.decisions import RetryPolicy, settle
+from worker.mail.outbox import claim, extend_lease, write_settlements
+from worker.mail.transports.base import Outcome, Verdict
 
 pytestmark = pytest.mark.postgres
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
-from worker.importer import import_data
-from worker.policy import Policy
+from worker.config.policy import Policy
+from worker.importing.load import import_data
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "demo_data.py"
 AS_OF = date(2027, 3, 1)

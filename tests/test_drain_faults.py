@@ -24,13 +24,14 @@ from sqlalchemy.exc import OperationalError
 
 from tests.cli import run_cli
 from tests.smtp_server import NOTIFICATIONS, queue_notice, smtp_server
-from worker import crashpoints
-from worker.delivery.decisions import database_backoff
+from worker.config.policy import build_policy
+from worker.config.settings import Settings
+from worker.db.failures import database_backoff
 from worker.errors import ConfigError
-from worker.mailer import MemoryMailer, Outcome, Outgoing
-from worker.outbox import RetryPolicy, deliver_due
-from worker.policy import build_policy
-from worker.settings import Settings
+from worker.mail.outbox import RetryPolicy, deliver_due
+from worker.mail.transports.base import Outcome, Outgoing
+from worker.mail.transports.memory import MemoryMailer
+from worker.support import crashpoints
 
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)  # 11:00 in Paris: inside the window
 POLICY = build_policy({})

@@ -12,7 +12,8 @@ from sqlalchemy import Engine, insert, select, text, update
 
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import queue_notice
-from worker import effects, passes
+from worker.config.policy import Policy, build_policy
+from worker.config.settings import Settings
 from worker.db.schema import (
     EVENTS,
     NOTIFICATIONS,
@@ -23,14 +24,15 @@ from worker.db.schema import (
 from worker.events import PersonStateChange, insert_events, record_account_states
 from worker.events.build import account_state_event, event_type
 from worker.events.feed import events_after, events_between, events_by_seq, feed_page
-from worker.events.history import UnknownRecord, history, history_table
 from worker.events.write import EVENTS_LOCK
-from worker.importer import import_data
-from worker.mailer import MemoryMailer, Outcome, Reply, Script, Verdict
-from worker.outbox import RetryPolicy, claim, deliver_due, settle, write_settlements
-from worker.passes import run_pass
-from worker.policy import Policy, build_policy
-from worker.settings import Settings
+from worker.importing.load import import_data
+from worker.mail.outbox import RetryPolicy, claim, deliver_due, settle, write_settlements
+from worker.mail.transports.base import Outcome, Reply, Verdict
+from worker.mail.transports.memory import MemoryMailer, Script
+from worker.passes import effects
+from worker.passes import run as passes
+from worker.passes.run import run_pass
+from worker.reports.history import UnknownRecord, history, history_table
 
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)  # 11:00 in Paris
 POLICY = build_policy({})

@@ -22,15 +22,15 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from tests.portfolio import as_json, portfolio
+from worker.config.policy import load_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
 from worker.events.build import NOTIFICATION_FINAL, event_type
-from worker.importer import import_data
-from worker.mailer import MemoryMailer, Script
-from worker.outbox import RetryPolicy, deliver_due
-from worker.passes import run_pass
-from worker.policy import load_policy
-from worker.settings import Settings
+from worker.importing.load import import_data
+from worker.mail.outbox import RetryPolicy, deliver_due
+from worker.mail.transports.memory import MemoryMailer, Script
+from worker.passes.run import run_pass
 
 POLICY = load_policy()
 START = datetime(2027, 1, 3, 9, 0, tzinfo=UTC)

@@ -35,14 +35,16 @@ from tests.smtp_server import (
     queue_notice,
     smtp_server,
 )
+from worker.config.policy import Policy, build_policy, load_policy
+from worker.config.settings import Settings
 from worker.db.schema import metadata
-from worker.importer import import_data
-from worker.mailer import MemoryMailer, Script, SmtpConfig, SmtpMailer, open_mailer
-from worker.notices import IGNORES_SEND_WINDOW
-from worker.outbox import deliver_due
-from worker.passes import run_pass
-from worker.policy import Policy, build_policy, load_policy
-from worker.settings import Settings
+from worker.importing.load import import_data
+from worker.mail.outbox import deliver_due
+from worker.mail.transports.choice import open_mailer
+from worker.mail.transports.memory import MemoryMailer, Script
+from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
+from worker.passes.run import run_pass
+from worker.rules.notices import IGNORES_SEND_WINDOW
 
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)  # 11:00 in Paris, inside the send window
 POLICY = build_policy({})

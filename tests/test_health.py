@@ -11,11 +11,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from tests.smtp_server import free_port
+from worker.config.policy import Policy
 from worker.db.engine import make_engine
-from worker.health import verdict
-from worker.metrics import exposition, record_delivery_latency
-from worker.passes import PassFailed, run_pass
-from worker.policy import Policy
+from worker.passes.run import PassFailed, run_pass
+from worker.service.health import verdict
+from worker.service.metrics import exposition
+from worker.support.instruments import record_delivery_latency
 
 REAL = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 ALLOWED = timedelta(minutes=45)
@@ -99,8 +100,8 @@ def test_metrics_report_a_database_that_does_not_answer() -> None:
 
 def test_the_endpoint_listens_on_loopback_unless_told() -> None:
     """HEALTH_HOST defaults to 127.0.0.1; a value that is no address is named at start."""
+    from worker.config.settings import load_settings
     from worker.errors import ConfigError
-    from worker.settings import load_settings
 
     assert "127.0.0.1" == load_settings({}).health_host
     assert "0.0.0.0" == load_settings({"HEALTH_HOST": "0.0.0.0"}).health_host
@@ -115,8 +116,8 @@ def test_the_endpoint_listens_on_loopback_unless_told() -> None:
 ])
 def test_lifecycle_settings_are_checked(override: dict[str, object], key: str) -> None:
     """A bound of zero, or a pass abandoned before three heartbeats, stops at start."""
+    from worker.config.policy import build_policy
     from worker.errors import ConfigError
-    from worker.policy import build_policy
 
     with pytest.raises(ConfigError) as raised:
         build_policy(override)
@@ -130,7 +131,7 @@ def test_the_endpoint_answers_each_probe(engine: Engine, policy: Policy) -> None
     import urllib.error
     import urllib.request
 
-    from worker.health import serve_health
+    from worker.service.health import serve_health
 
     run_pass(engine, policy, REAL, clock=lambda: REAL)
     stopping = [False]

@@ -25,15 +25,15 @@ from tests.import_samples import (
     stored,
     subscription,
 )
+from worker.config.policy import Policy
 from worker.db.schema import EPOCH
 from worker.errors import ImportRejected
-from worker.importer import ImportReport, SectionCounts, import_file
 from worker.importing import fields
 from worker.importing import run as run_module
 from worker.importing.codes import check_code_limit
+from worker.importing.load import ImportReport, SectionCounts, import_file
 from worker.importing.merge import World
 from worker.importing.problems import Problems
-from worker.policy import Policy
 
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
 ONE_NEW = SectionCounts(created=1)

@@ -17,15 +17,15 @@ from sqlalchemy.exc import OperationalError
 
 from tests.big_portfolio import MOMENT, build_first_pass
 from tests.smtp_server import NOTIFICATIONS, queue_notice
-from worker.db.dashboard import dashboard
+from worker.config.policy import Policy, build_policy
+from worker.config.settings import Settings
 from worker.db.schema import PASSES
-from worker.health import verdict
-from worker.mailer import MemoryMailer
-from worker.metrics import exposition
-from worker.pass_ledger import HOST, Heartbeat, Runner, RunningPass, abandon_reason, open_pass
-from worker.passes import CHUNK, PassFailed, run_pass
-from worker.policy import Policy, build_policy
-from worker.settings import Settings
+from worker.mail.transports.memory import MemoryMailer
+from worker.passes.ledger import HOST, Heartbeat, Runner, RunningPass, abandon_reason, open_pass
+from worker.passes.run import CHUNK, PassFailed, run_pass
+from worker.reports.status import dashboard
+from worker.service.health import verdict
+from worker.service.metrics import exposition
 
 REAL = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -158,7 +158,7 @@ def test_a_stopped_drain_records_what_it_sent_and_gives_back_the_rest(engine: En
     ids = [queue_notice(engine, ref=f"s{n}", timezone="UTC") for n in range(5)]
     mailer = MemoryMailer()
     moment = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)
-    from worker.outbox import deliver_due
+    from worker.mail.outbox import deliver_due
 
     counts = deliver_due(engine, build_policy({}), Settings(), moment, clock=lambda: moment,
                          mailer=mailer, stop=lambda: mailer.attempts >= 2)
@@ -174,7 +174,7 @@ def test_an_outage_is_logged_once_and_retries_back_off() -> None:
     """Many failures while the database is away make one warning, and growing delays."""
     from structlog.testing import capture_logs
 
-    from worker.service import DatabaseWatch, database_error
+    from worker.service.scheduler import DatabaseWatch, database_error
 
     watch = DatabaseWatch()
     error = OperationalError("SELECT 1", {}, Exception("connection refused"))

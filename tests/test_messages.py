@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.messages import (
+from worker.mail.messages import (
     MAX_NAME,
     MAX_SUBJECT,
     UnsafeHeader,
@@ -34,9 +34,9 @@ from worker.messages import (
     message_bytes,
     message_id_for,
 )
-from worker.notices import KINDS
-from worker.render import RenderedEmail, audiences_of, render_notification
-from worker.samples import HOSTILE_NAMES, hostile_row, sample_row
+from worker.mail.render import RenderedEmail, audiences_of, render_notification
+from worker.mail.samples import HOSTILE_NAMES, hostile_row, sample_row
+from worker.rules.notices import KINDS
 
 MOMENT = datetime(2027, 3, 1, 8, 30, tzinfo=UTC)
 HEADERS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from worker.outage import SETTLE_SECONDS, OutageLog
+from worker.support.outage import SETTLE_SECONDS, OutageLog
 
 
 class Clock:

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select, update
 
 from tests.smtp_server import NOTIFICATIONS, queue_notice
+from worker.config.policy import Policy, build_policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine
 from worker.db.schema import MESSAGES
-from worker.mailer import FileMailer, MemoryMailer, Outcome, Outgoing, Reply, Script, Verdict
-from worker.outbox import (
+from worker.mail.outbox import (
     Due,
     GiveUp,
     Retry,
@@ -46,8 +47,9 @@ from worker.outbox import (
     window_decision,
     write_settlements,
 )
-from worker.policy import Policy, build_policy
-from worker.settings import Settings
+from worker.mail.transports.base import Outcome, Outgoing, Reply, Verdict
+from worker.mail.transports.files import FileMailer
+from worker.mail.transports.memory import MemoryMailer, Script
 
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)  # 11:00 in Paris
 POLICY = build_policy({})

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text, update
 
 from tests.portfolio import as_json, portfolio
+from worker.config.policy import Policy
 from worker.db.schema import NOTIFICATIONS, PASSES, SUBSCRIPTIONS, TRANSITIONS
-from worker.export import export_state
-from worker.importer import import_data
-from worker.passes import run_pass
-from worker.policy import Policy
+from worker.importing.load import import_data
+from worker.passes.run import run_pass
+from worker.reports.export import export_state
 
 
 def at(text_moment: str) -> datetime:

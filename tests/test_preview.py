@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.notices import KINDS
-from worker.preview import preview_kinds, preview_locales, write_previews
-from worker.render import audiences_of
+from worker.mail.render import audiences_of
+from worker.reports.preview import preview_kinds, preview_locales, write_previews
+from worker.rules.notices import KINDS
 
 
 def _stems(kinds: tuple[str, ...], locales: tuple[str, ...]) -> set[str]:

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.calendar import add_months, anchor_day, local_midnight
-from worker.policy import load_policy
+from worker.config.policy import load_policy
+from worker.rules.calendar import add_months, anchor_day, local_midnight
 from worker.rules.digest import digest_timing
 from worker.rules.payments import Invoice, PaymentResult, Standing, evaluate_payment
 from worker.rules.subscriptions import (
@@ -47,7 +47,7 @@ zones = st.sampled_from(ZONES).map(ZoneInfo)
 # Anniversaries ---------------------------------------------------------------------------
 #
 # The oracle is a reference written here, month by month and by trial, sharing no code
-# with worker.calendar (no calendar.monthrange, no year*12+month index).
+# with worker.rules.calendar (no calendar.monthrange, no year*12+month index).
 
 
 def last_day(year: int, month: int) -> int:

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, select, text
 
 from tests.import_samples import full_document, run, set_columns, stored
 from tests.portfolio import as_json, portfolio
+from worker.config.policy import Policy
 from worker.db.engine import MIGRATIONS, make_engine
 from worker.db.schema import IMPORTS, NOTIFICATIONS, TRANSITIONS
-from worker.importer import import_data
-from worker.passes import run_pass
-from worker.policy import Policy
+from worker.importing.load import import_data
+from worker.passes.run import run_pass
 
 IMPORTED_AT = datetime(2027, 2, 1, 8, 30, tzinfo=UTC)
 

@@ -34,13 +34,13 @@ from sqlalchemy import Engine, select
 
 from tests.portfolio import BASE
 from tests.test_properties import REQUESTS_FROM, invoice_books, subscriptions
+from worker.config.policy import load_policy
 from worker.db.engine import make_engine
 from worker.db.schema import metadata
-from worker.export import export_state
-from worker.forecast import forecast
-from worker.importer import import_data
-from worker.passes import run_pass
-from worker.policy import load_policy
+from worker.importing.load import import_data
+from worker.passes.run import run_pass
+from worker.reports.export import export_state
+from worker.reports.forecast import forecast
 from worker.rules.subscriptions import SubscriptionState
 
 POLICY = load_policy()

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from worker.notices import KINDS
-from worker.render import (
+from worker.mail.render import (
     PARTS,
     RenderedEmail,
     RenderError,
@@ -29,8 +28,9 @@ from worker.render import (
     template_name,
     tidy_text,
 )
-from worker.resources import resource_dir
-from worker.samples import sample_row
+from worker.mail.samples import sample_row
+from worker.rules.notices import KINDS
+from worker.support.resources import resource_dir
 
 TEMPLATES = resource_dir("templates") / "email"
 PAIRS = [(kind, audience) for kind in KINDS for audience in audiences_of(kind)]

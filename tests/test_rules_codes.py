@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.model import Change
-from worker.policy import Policy
+from worker.config.policy import Policy
 from worker.rules.codes import Code, CodeResult, evaluate_code
+from worker.rules.model import Change
 
 ISSUED = datetime(2027, 1, 10, 9, 30, tzinfo=UTC)
 EXPIRY = ISSUED + timedelta(hours=72)

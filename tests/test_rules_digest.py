@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.policy import Policy
+from worker.config.policy import Policy
 from worker.rules.digest import GROUPS, Group, digest_notice, digest_timing
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.policy import Policy
+from worker.config.policy import Policy
 from worker.rules.invitations import Invitation, InvitationResult, evaluate_invitation
 
 SENT_AT = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)

@@ -13,10 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.calendar import local_date
-from worker.export import effective_account_state
-from worker.policy import Policy
-from worker.rules.payments import Invoice, PaymentResult, Standing, evaluate_payment
+from worker.config.policy import Policy
+from worker.rules.calendar import local_date
+from worker.rules.payments import (
+    Invoice,
+    PaymentResult,
+    Standing,
+    effective_account_state,
+    evaluate_payment,
+)
 
 REQUESTED = date(2027, 1, 2)
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.calendar import anchor_day, local_date
+from worker.config.policy import Policy
 from worker.errors import RecordError
-from worker.policy import Policy
+from worker.rules.calendar import anchor_day, local_date
 from worker.rules.subscriptions import (
     PendingChange,
     Renewal,

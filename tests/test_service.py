@@ -25,9 +25,9 @@ from tests.cli import command, run_cli
 from tests.portfolio import as_json, portfolio
 from tests.service_process import BOUND, count, events, get, started, stop, wait_for
 from tests.smtp_server import free_port
+from worker.config.policy import build_policy
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
-from worker.policy import build_policy
-from worker.service import Jobs, serve
+from worker.service.scheduler import Jobs, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -136,9 +136,9 @@ def test_sigterm_interrupts_a_run_once_too(first_pass_file: Path, tmp_path: Path
 STUBBORN = """
 import sys, time
 from datetime import UTC, datetime
-from worker.logs import configure_logging
-from worker.policy import build_policy
-from worker.service import Jobs, serve
+from worker.support.logs import configure_logging
+from worker.config.policy import build_policy
+from worker.service.scheduler import Jobs, serve
 
 configure_logging(json=True)
 

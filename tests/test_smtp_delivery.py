@@ -29,18 +29,13 @@ from tests.smtp_server import (
     queue_notice,
     smtp_server,
 )
-from worker.mailer import (
-    MemoryMailer,
-    Outgoing,
-    Script,
-    SmtpConfig,
-    SmtpMailer,
-    Verdict,
-    open_mailer,
-)
-from worker.outbox import DeliveryCounts, deliver_due
-from worker.policy import build_policy
-from worker.settings import Settings
+from worker.config.policy import build_policy
+from worker.config.settings import Settings
+from worker.mail.outbox import DeliveryCounts, deliver_due
+from worker.mail.transports.base import Outgoing, Verdict
+from worker.mail.transports.choice import open_mailer
+from worker.mail.transports.memory import MemoryMailer, Script
+from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 
 T = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)
 LATER = T + timedelta(minutes=6)  # past the first retry delay (5 minutes)

@@ -21,13 +21,13 @@ from standardwebhooks import Webhook
 
 from tests.webhook_receiver import Receiver, closed_port_url, running_receiver
 from tests.webhooks_helpers import OLD_SECRET, SECRET, T0, add_event, settings_for, with_webhooks
-from worker.db.dashboard import dashboard
+from worker.config.policy import Policy
+from worker.config.settings import Settings
 from worker.db.engine import make_engine
 from worker.db.schema import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from worker.errors import ConfigError
-from worker.policy import Policy
-from worker.settings import Settings
-from worker.summary import render_dashboard
+from worker.reports.status import dashboard
+from worker.reports.summary import render_dashboard
 from worker.webhooks import store
 from worker.webhooks.push import PushCounts, push_due, register_endpoints, requeue_events
 
@@ -215,10 +215,10 @@ def test_a_new_endpoint_starts_with_new_events_and_replay_pushes_history(
 def test_events_replay_pushes_at_once_and_needs_an_endpoint(
     engine: Engine, policy: Policy, receiver: Receiver
 ) -> None:
-    """The seam of `events replay`: `worker.webhooks.replay(engine, rows, settings=…,
+    """The seam of `events replay`: `worker.webhooks.push.replay(engine, rows, settings=…,
     policy=…, now=…)` queues the rows' events again and pushes them."""
     from worker.db.schema import EVENTS
-    from worker.webhooks import replay
+    from worker.webhooks.push import replay
 
     settings = settings_for(receiver.url)
     register(engine, settings, policy)
@@ -447,7 +447,7 @@ def test_a_write_refused_ends_the_push_at_once_and_a_later_push_delivers_the_res
 
 
 def store_enqueue(engine: Engine, settings: Settings, policy: Policy) -> int:
-    from worker.webhooks.config import configured_endpoints
+    from worker.config.endpoints import configured_endpoints
 
     endpoints = configured_endpoints(settings, policy)
     horizon = store.safe_horizon(engine)

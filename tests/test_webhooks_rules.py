@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from tests.webhooks_helpers import SECRET, T0, add_event
+from worker.config.checks import check_secret, check_url
+from worker.config.endpoints import Endpoint
+from worker.config.policy import build_policy, load_policy
+from worker.config.settings import load_settings
 from worker.db.schema import EVENTS
 from worker.errors import ConfigError
-from worker.policy import build_policy, load_policy
-from worker.settings import load_settings
-from worker.webhooks.config import Endpoint, check_secret, check_url
 from worker.webhooks.schedule import (
     Answer,
     RetrySchedule,

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
 
+from worker.config.policy import Policy
+from worker.config.settings import Settings
 from worker.db.schema import EVENTS
-from worker.policy import Policy
-from worker.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"

@@ -1,9 +1,11 @@
-"""The `renewal-worker` command (also `python -m worker`): CONTRACT.md's interface.
+"""The `renewal-worker` command (also `python -m worker`): parse, dispatch, print.
 
-This is the edge: it reads the environment and the clock once, resolves settings and
-policy into frozen objects, and hands them down. Exit status: 0 done, 2 bad input or
-configuration, 3 done but some records could not be processed, 1 anything else.
-Machine-readable output goes to stdout alone; logs and progress go to stderr.
+This is the edge: it reads the environment once, resolves settings and policy into
+frozen objects and hands them to `worker.app`, which wires what each command needs and
+reads the clock. Exit status: 0 done, 2 bad input or configuration, 3 done but some
+records could not be processed, 1 anything else. Machine-readable output goes to stdout
+alone; logs and progress go to stderr. The README lists the commands; docs/rules.md
+the rules they apply.
 """
 
 from __future__ import annotations
@@ -12,32 +14,22 @@ import argparse
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Engine
 
+from worker.app import App
+from worker.config.policy import load_policy
+from worker.config.settings import load_settings
 from worker.errors import ConfigError, ImportRejected
-from worker.policy import Policy, load_policy
-from worker.settings import Settings, load_settings
-from worker.stopping import SignalStop, Stop
-
-if TYPE_CHECKING:
-    from worker.outbox import DeliveryCounts
-    from worker.passes import Deliver
-    from worker.webhooks.push import PushCounts
+from worker.support.stopping import SignalStop
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 log = structlog.get_logger("worker.cli")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class BadInput(Exception):
@@ -138,14 +130,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from worker.logs import configure_logging
+    from worker.support.logs import configure_logging
 
     configure_logging(level=args.log_level)
     try:
         _arm_crash_point(os.environ.get("WORKER_CRASH_AT"))
         settings = load_settings(os.environ)
-        policy = load_policy(settings.worker_config)
-        return _COMMANDS[args.command](args, settings, policy)
+        app = App(settings, load_policy(settings.worker_config))
+        return _COMMANDS[args.command](args, app)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -167,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _arm_crash_point(spec: str | None) -> None:
-    """WORKER_CRASH_AT: for the crash tests only (worker.crashpoints)."""
+    """WORKER_CRASH_AT: for the crash tests only (worker.support.crashpoints)."""
     if spec:
-        from worker import crashpoints
+        from worker.support import crashpoints
 
         try:
             crashpoints.arm(spec)
@@ -177,31 +169,23 @@ def _arm_crash_point(spec: str | None) -> None:
             raise ConfigError("WORKER_CRASH_AT", str(error)) from None
 
 
-def _engine(settings: Settings) -> Engine:
-    from worker.db.engine import ensure_schema, make_engine
+def _db(args: argparse.Namespace, app: App) -> int:
+    from worker.db.engine import current_revision, upgrade
 
-    engine = make_engine(settings.database_url)
-    ensure_schema(engine)
-    return engine
-
-
-def _db(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.db.engine import current_revision, make_engine, upgrade
-
-    engine = make_engine(settings.database_url)
+    engine = app.engine(schema=False)
     upgrade(engine)
     print(f"schema at revision {current_revision(engine)} (newest)", file=sys.stderr)
     return EXIT_OK
 
 
-def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.importer import import_file
+def _import(args: argparse.Namespace, app: App) -> int:
+    from worker.importing.load import import_file
 
-    engine = _engine(settings)
+    engine = app.engine()
     if not args.dry_run:
-        _register_webhooks(engine, settings, policy)
-    report = import_file(engine, args.file, policy, dry_run=args.dry_run,
-                         started_at=utc_now(), max_mb=args.max_mb)
+        app.register_webhooks(engine)
+    report = import_file(engine, args.file, app.policy, dry_run=args.dry_run,
+                         started_at=app.clock(), max_mb=args.max_mb)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:
@@ -213,31 +197,24 @@ def _import(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.passes import run_pass
-    from worker.progress import terminal_progress
+def _run(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.summary import render_summary
+    from worker.support.progress import terminal_progress
 
-    moment = _moment(args.as_of) if args.as_of else utc_now()
-    engine = _engine(settings)
+    moment = _moment(args.as_of) if args.as_of else app.clock()
+    engine = app.engine()
     # SIGTERM/SIGINT: the pass stops after its chunk in hand (closed `interrupted`);
     # a second signal ends the process at once.
     stop = SignalStop().install()
-    if not args.dry_run:
-        _register_webhooks(engine, settings, policy)
     with terminal_progress() as progress:
-        summary = run_pass(engine, policy, moment, dry_run=args.dry_run, clock=utc_now,
-                           progress=progress, deliver=_deliverer(engine, settings, policy, stop),
-                           stop=stop)
-    pushed = (None if args.dry_run or summary.interrupted
-              else _pusher(engine, settings, policy, stop)(moment))
+        summary, pushed = app.run_once(engine, moment, dry_run=args.dry_run,
+                                       progress=progress, stop=stop)
     if args.json:
         document = summary.as_json()
         if pushed is not None:
             document["webhooks"] = pushed.as_dict()
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        from worker.summary import render_summary
-
         print(render_summary(summary))
         if pushed is not None and pushed.as_dict():
             print(f"  webhooks: {pushed}")
@@ -246,108 +223,27 @@ def _run(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
-def _deliverer(
-    engine: Engine, settings: Settings, policy: Policy, stop: Stop = None,
-) -> Deliver:
-    """Delivery through SMTP_URL, or `.eml` files when it is unset."""
-    from worker.outbox import deliver_due
-
-    return lambda moment: deliver_due(engine, policy, settings, moment, clock=utc_now,
-                                      stop=stop)
+def _start(args: argparse.Namespace, app: App) -> int:
+    return app.start()
 
 
-def _pusher(
-    engine: Engine, settings: Settings, policy: Policy, stop: Stop = None,
-) -> Callable[[datetime], PushCounts]:
-    """Pushes due events to the webhook endpoints (none configured: does nothing)."""
-    from worker.webhooks.push import push_due
-
-    return lambda moment: push_due(engine, settings, policy, moment, clock=utc_now, stop=stop)
-
-
-def _register_webhooks(engine: Engine, settings: Settings, policy: Policy) -> None:
-    """Endpoints take the events written from their first configured command on."""
-    from worker.webhooks.push import register_endpoints
-
-    register_endpoints(engine, settings, policy, utc_now())
-
-
-def _log_delivery(counts: DeliveryCounts) -> None:
-    if counts.as_dict():
-        log.info("delivery_finished", **counts.as_dict(), transport=counts.transport)
-
-
-def _start(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.db.engine import ensure_schema, make_engine
-    from worker.health import serve_health, stale_after
-    from worker.pass_ledger import close_failed
-    from worker.passes import run_pass
-    from worker.service import Jobs, serve
-    from worker.webhooks.config import configured_endpoints
-
-    engine = make_engine(settings.database_url)
-    stop = threading.Event()
-    endpoint = None
-    if settings.health_port is not None:
-        try:
-            endpoint = serve_health(engine, settings.health_host, settings.health_port,
-                                    utc_now, stale_after(policy), stop.is_set)
-        except OSError as error:
-            raise ConfigError("HEALTH_HOST/HEALTH_PORT", f"cannot listen on "
-                              f"{settings.health_host}:{settings.health_port}: "
-                              f"{error.strerror or error}") from None
-    configured_endpoints(settings, policy)  # bad webhook settings: exit 2 before anything
-
-    def prepare() -> None:
-        """Before the first pass, once the database answers (worker.service)."""
-        ensure_schema(engine)
-        _register_webhooks(engine, settings, policy)
-
-    def one_pass(stop: threading.Event) -> object:
-        return run_pass(engine, policy, utc_now(), trigger="schedule", clock=utc_now,
-                        deliver=_deliverer(engine, settings, policy, stop), stop=stop)
-
-    def one_drain(stop: threading.Event) -> None:
-        """Mail first, then the events for the portal: one drain job, one stop rule."""
-        _log_delivery(_deliverer(engine, settings, policy, stop)(utc_now()))
-        if not stop.is_set():
-            pushed = _pusher(engine, settings, policy, stop)(utc_now())
-            if pushed.as_dict():
-                log.info("push_finished", **pushed.as_dict())
-
-    def probe() -> None:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-
-    jobs = Jobs(run_pass=one_pass, deliver=one_drain, probe=probe,
-                close_failed=lambda pass_id, error: close_failed(engine, pass_id, error,
-                                                                 utc_now()),
-                prepare=prepare)
-    try:
-        return serve(policy, jobs, utc_now, stop)
-    finally:
-        if endpoint is not None:
-            endpoint.shutdown()
-
-
-def _check(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+def _check(args: argparse.Namespace, app: App) -> int:
     """`/healthz`'s condition as an exit status and one line (platforms without probes)."""
-    from worker.db.engine import make_engine
-    from worker.health import stale_after, verdict
+    from worker.service.health import stale_after, verdict
 
-    engine = make_engine(settings.database_url)
+    engine = app.engine(schema=False)
     try:
-        judged = verdict(engine, utc_now(), stale_after(policy))
+        judged = verdict(engine, app.clock(), stale_after(app.policy))
     finally:
         engine.dispose()
     print(f"{'ok' if judged.healthy else 'unhealthy'}: {judged.reason}")
     return EXIT_OK if judged.healthy else EXIT_FAILED
 
 
-def _export(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.export import export_csv, export_state
+def _export(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.export import export_csv, export_state
 
-    with _engine(settings).connect() as connection:
+    with app.engine().connect() as connection:
         state = export_state(connection)
     if args.format == "csv":
         sys.stdout.write(export_csv(state))
@@ -356,15 +252,15 @@ def _export(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     return EXIT_OK
 
 
-def _forecast(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.forecast import forecast
-    from worker.summary import forecast_csv, forecast_json, forecast_table
+def _forecast(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.forecast import forecast
+    from worker.reports.summary import forecast_csv, forecast_json, forecast_table
 
     if args.days < 1:
         raise BadInput("--days: must be 1 or more")
-    zone = ZoneInfo(policy.schedule.timezone)
-    first_day = _day(args.first_day) if args.first_day else utc_now().astimezone(zone).date()
-    report = forecast(_engine(settings), policy, first_day, args.days)
+    zone = ZoneInfo(app.policy.schedule.timezone)
+    first_day = _day(args.first_day) if args.first_day else app.clock().astimezone(zone).date()
+    report = forecast(app.engine(), app.policy, first_day, args.days)
     render: dict[str, Callable[[list[dict[str, Any]]], str]] = {
         "json": lambda days: json.dumps(forecast_json(days), indent=2, ensure_ascii=False) + "\n",
         "csv": forecast_csv, "table": forecast_table,
@@ -373,11 +269,11 @@ def _forecast(args: argparse.Namespace, settings: Settings, policy: Policy) -> i
     return EXIT_PARTIAL if any(day["errors"] for day in report) else EXIT_OK
 
 
-def _status(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.db.dashboard import dashboard
-    from worker.summary import render_dashboard
+def _status(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.status import dashboard
+    from worker.reports.summary import render_dashboard
 
-    with _engine(settings).connect() as connection:
+    with app.engine().connect() as connection:
         board = dashboard(connection)
     if args.format == "json":
         print(json.dumps(board, indent=2))
@@ -386,21 +282,21 @@ def _status(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     return EXIT_OK
 
 
-def _preview(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.preview import write_previews
+def _preview(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.preview import write_previews
 
     try:
-        index = write_previews(args.out, args.kind, args.locale, policy)
+        index = write_previews(args.out, args.kind, args.locale, app.policy)
     except ValueError as error:
         raise BadInput(str(error)) from None
     print(f"previews written; open {index}", file=sys.stderr)
     return EXIT_OK
 
 
-def _history(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    from worker.events.history import UnknownRecord, history, history_table
+def _history(args: argparse.Namespace, app: App) -> int:
+    from worker.reports.history import UnknownRecord, history, history_table
 
-    with _engine(settings).connect() as connection:
+    with app.engine().connect() as connection:
         try:
             story = history(connection, args.ref)
         except UnknownRecord as error:
@@ -412,14 +308,14 @@ def _history(args: argparse.Namespace, settings: Settings, policy: Policy) -> in
     return EXIT_OK
 
 
-def _events(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
+def _events(args: argparse.Namespace, app: App) -> int:
     from worker.events.feed import MAX_LIMIT, events_after, feed_page, feed_table
 
     if args.events_action == "replay":
-        return _replay(args, settings, policy)
+        return _replay(args, app)
     after = _count(args.after, "--after", 0)
     limit = _count(args.limit, "--limit", 1, MAX_LIMIT)
-    with _engine(settings).connect() as connection:
+    with app.engine().connect() as connection:
         if args.format == "json":
             print(json.dumps(feed_page(connection, after, limit), indent=2, ensure_ascii=False))
         else:
@@ -427,12 +323,14 @@ def _events(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     return EXIT_OK
 
 
-def _replay(args: argparse.Namespace, settings: Settings, policy: Policy) -> int:
-    """`events replay`: select the events (bad input: exit 2), then push them again."""
+def _replay(args: argparse.Namespace, app: App) -> int:
+    """`events replay`: select the events (bad input: exit 2), then queue them again to
+    every configured endpoint under the same webhook-id and push them at once (no
+    endpoint configured: ConfigError, exit 2, nothing pushed)."""
     from worker.events.feed import events_between, events_by_seq
 
     seqs, window = _replay_selection(args)
-    engine = _engine(settings)
+    engine = app.engine()
     with engine.connect() as connection:
         if window is None:
             rows, missing = events_by_seq(connection, seqs)
@@ -443,7 +341,8 @@ def _replay(args: argparse.Namespace, settings: Settings, policy: Policy) -> int
     if not rows:
         print("events replay: no event in that period; nothing to replay", file=sys.stderr)
         return EXIT_OK
-    return _push_again(engine, rows, settings, policy)
+    print(f"events replay: {app.replay(engine, rows)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _replay_selection(
@@ -462,19 +361,7 @@ def _replay_selection(
     return [], (start, end)
 
 
-def _push_again(engine: Engine, rows: Sequence[Any], settings: Settings, policy: Policy) -> int:
-    """Queue the events again to every configured endpoint under the same webhook-id and
-    push them at once (`worker.webhooks.replay`; no endpoint configured: ConfigError,
-    exit 2, nothing pushed)."""
-    from worker.webhooks.push import replay
-
-    outcome = replay(engine, rows, settings=settings, policy=policy, now=utc_now(),
-                     clock=utc_now)
-    print(f"events replay: {outcome}", file=sys.stderr)
-    return EXIT_OK
-
-
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Policy], int]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, App], int]] = {
     "db": _db, "import": _import, "run": _run, "start": _start, "export": _export,
     "forecast": _forecast, "preview": _preview, "status": _status, "check": _check,
     "history": _history, "events": _events,

@@ -1,4 +1,5 @@
-"""The few exception types callers act on, each carrying what the caller needs."""
+"""The few exception types callers act on, each carrying what the caller needs, and how to
+describe any error in one line. Imports nothing of the worker: every layer may use it."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ class ImportRejected(WorkerError):
 
 class RecordError(WorkerError):
     """One stored record cannot be evaluated; the pass names it, skips it and goes on."""
+
+
+def describe(error: BaseException) -> str:
+    """One line: the error's type and the first line of its message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -2,7 +2,7 @@
 
 - An **outage**: the database did not answer, or broke the connection (a restart, a
   refused connection, a lock on SQLite that did not clear). Waiting cures it: callers
-  pause, retry with a growing delay, and log it once (worker.outage).
+  pause, retry with a growing delay, and log it once (worker.support.outage).
 - A **conflict**: PostgreSQL chose this transaction as the victim of a deadlock
   (SQLSTATE 40P01) or could not serialise it (40001) and rolled it back. The database is
   fine and the same transaction, tried again at once, normally goes through; PostgreSQL's
@@ -52,3 +52,15 @@ def conflict_delay(conflicts: int) -> float:
     ceiling = min(CONFLICT_MOST, CONFLICT_FIRST * 2 ** max(conflicts - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - timing, not secrets
 
+
+BACKOFF_FIRST, BACKOFF_CAP = 0.1, 10.0
+
+
+def database_backoff(failures: int, first: float = BACKOFF_FIRST,
+                     cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait after `failures` (1, 2, …) failed attempts in a row: doubling
+    from `first`, never more than `cap`. A restart of a few seconds is noticed within
+    a fraction of a second of its end; an outage of hours costs one attempt per `cap`."""
+    if failures < 1:
+        return 0.0
+    return float(min(cap, first * 2.0 ** min(failures - 1, 32)))

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from worker.export import effective_account_state
+from worker.rules.payments import effective_account_state
 
 SUBSCRIPTION_STATUS = "subscription.status_changed"
 PAYMENT_STANDING = "customer.payment_standing_changed"

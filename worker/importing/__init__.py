@@ -1,6 +1,6 @@
 """Loading the portal's JSON file: reading, merging with the stored records, writing.
 
-`worker.importer` is the public entry point; the modules here are its parts:
+`worker.importing.load` is the public entry point; the modules here are its parts:
 
 * `problems`: errors and warnings as `path: message`, in file order;
 * `fields`, `shapes`, `parse`: the file's shape, strict JSON types, per-field checks;

@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from worker.importing.merge import World
-
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """Something the import did not simply copy: `field` as the file names it."""
-
-    field: str
-    text: str
+from worker.importing.merge import Note, Row, World
 
 
 @dataclass(slots=True)

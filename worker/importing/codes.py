@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from worker.calendar import local_date
 from worker.importing.existing import stored_codes
 from worker.importing.merge import Merged, World
 from worker.importing.problems import Problems
+from worker.rules.calendar import local_date
 
 _MARGIN = timedelta(days=2)  # wider than any local day seen from UTC
 _FIRST = datetime.min.replace(tzinfo=UTC)

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Table, select
 
 from worker.db.schema import metadata
-from worker.importing.carry import Row
+from worker.importing.merge import Row
 from worker.importing.ownership import OWNED, READ_ONLY
 
 CHUNK = 500  # ids per IN (…): well under SQLite's oldest limit of 999 parameters

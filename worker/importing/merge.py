@@ -1,9 +1,9 @@
 """The merged record: the stored row, changed by the fields the file carries.
 
-How each field merges is `worker.importing.ownership`'s table; this module holds what
-the merge works on: the file and the database together (`World`), and each record's
-result (`Merged`): the row as the import would leave it, and the notes on what it
-declined to copy.
+How each field merges is `worker.importing.ownership`'s table (which imports this
+module); this module holds what the merge works on: the file and the database together
+(`World`), each record's result (`Merged`: the row as the import would leave it, and the
+notes (`Note`) on what it declined to copy).
 """
 
 from __future__ import annotations
@@ -11,11 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.importing.carry import Note, Row
-from worker.importing.ownership import OWNED
+from worker.config.policy import Policy
 from worker.importing.parse import Incoming
 from worker.importing.problems import SECTIONS
-from worker.policy import Policy
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the import did not simply copy: `field` as the file names it."""
+
+    field: str
+    text: str
 
 
 @dataclass(slots=True)
@@ -23,6 +31,7 @@ class Merged:
     record: Incoming
     stored: Row | None
     row: Row
+    owned: tuple[str, ...]  # the columns an import may write (worker.importing.ownership)
     notes: list[Note] = field(default_factory=list)
     _changes: Row | None = None
 
@@ -34,7 +43,7 @@ class Merged:
         """The owned columns whose merged value differs from the stored one (computed once:
         the merge is done when the report and the writing ask)."""
         if self._changes is None:
-            columns = OWNED[self.record.section]
+            columns = self.owned
             row, stored = self.row, self.stored
             if stored is None:
                 self._changes = {name: row.get(name) for name in columns}

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from worker.importing import subscriptions as sub
-from worker.importing.carry import Carried, Note, Row, replace
+from worker.importing.carry import Carried, replace
+from worker.importing.merge import Note, Row, World
 from worker.importing.parse import Incoming
-
-if TYPE_CHECKING:
-    from worker.importing.merge import World
 
 Merge = Callable[[Carried], None]
 When = Literal["carried", "new_or_carried", "always"]

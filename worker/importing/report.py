@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from worker.importing.carry import Note, shown
+from worker.importing.carry import shown
+from worker.importing.merge import Note
 
 NO_CHANGE = "no change"
 

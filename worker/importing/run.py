@@ -19,19 +19,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from worker.config.policy import Policy
 from worker.errors import ImportRejected
 from worker.importing.audit import open_import, record_changes
 from worker.importing.checks import check_records
 from worker.importing.codes import check_code_limit
 from worker.importing.existing import load_rows
 from worker.importing.merge import Merged, World
-from worker.importing.ownership import AUDITED, LABELS, merge_record
+from worker.importing.ownership import AUDITED, LABELS, OWNED, merge_record
 from worker.importing.parse import Incoming, decode, first_by_id, read_sections
 from worker.importing.problems import SECTIONS, Problems
 from worker.importing.report import FieldChange, ImportReport, RecordReport
 from worker.importing.shapes import SHAPES
 from worker.importing.write import write_all
-from worker.policy import Policy
 
 Records = dict[str, dict[str, Incoming]]
 
@@ -167,4 +167,4 @@ def _merge(world: World, records: Records, problems: Problems) -> None:
                 for name in record.reading.missing(required):
                     problems.error(record.where.field(name), "required")
             row, notes = merge_record(record, stored, world)
-            world.merged[section][record_id] = Merged(record, stored, row, notes)
+            world.merged[section][record_id] = Merged(record, stored, row, OWNED[section], notes)

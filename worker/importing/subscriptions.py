@@ -28,8 +28,8 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from worker.calendar import add_months, anchor_day
 from worker.importing.carry import Carried
+from worker.rules.calendar import add_months, anchor_day
 
 EXTENDED_AFTER_MONTHS = 12  # a first term longer than a year is an extended term (004)
 NOT_STARTED = "pending_start"

@@ -15,9 +15,8 @@ from collections.abc import Collection
 from sqlalchemy import Connection, bindparam, insert, update
 
 from worker.db.schema import EPOCH
-from worker.importing.carry import Row
 from worker.importing.existing import chunks, table
-from worker.importing.merge import Merged, World
+from worker.importing.merge import Merged, Row, World
 from worker.importing.ownership import OWNED
 from worker.importing.problems import SECTIONS
 from worker.importing.report import SectionCounts

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from worker.model import Change, Notice
-from worker.policy import Policy
+from worker.config.policy import Policy
+from worker.rules.model import Change, Notice
 
 ACTIVE = "active"
 USED = "used"

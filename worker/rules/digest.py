@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from worker.calendar import local_time_of_day
-from worker.model import Notice
-from worker.policy import Policy
+from worker.config.policy import Policy
+from worker.rules.calendar import local_time_of_day
+from worker.rules.model import Notice
 
 GROUPS = (
     "to_renew", "ready_for_renewal", "in_grace", "lapsed", "late_payment", "suspended",

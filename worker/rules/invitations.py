@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from worker.model import Notice, within_horizon
-from worker.policy import Policy
+from worker.config.policy import Policy
+from worker.rules.model import Notice, within_horizon
 
 PENDING = "pending"
 

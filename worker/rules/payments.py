@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from worker.model import Change, Notice, within_horizon
-from worker.policy import Policy
+from worker.config.policy import Policy
+from worker.rules.model import Change, Notice, within_horizon
 
 CURRENT = "current"
 LATE = "late"
@@ -171,3 +171,8 @@ def _next_check_on(invoices: tuple[Invoice, ...], today: date, policy: Policy) -
             if item.unpaid_on(item.requested_on + timedelta(days=n))]
         future += [day for day in days if day is not None and day > today]
     return min(future) if future else None
+
+
+def effective_account_state(person_state: str, standing: str) -> str:
+    """`suspended` when a person or the payment standing says so; else the person's state."""
+    return SUSPENDED if SUSPENDED in (person_state, standing) else person_state

@@ -25,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from worker.calendar import add_months
+from worker.config.policy import Policy
 from worker.errors import RecordError
-from worker.model import Change, Notice, within_horizon
-from worker.policy import Policy
+from worker.rules.calendar import add_months
+from worker.rules.model import Change, Notice, within_horizon
 
 PENDING_START = "pending_start"
 ACTIVE = "active"

@@ -1,7 +1,7 @@
 """The push drain: enqueue new events, claim due deliveries, POST them signed, record
 the answers. `push_due` is what `run --once` (after mail delivery) and `start` call.
 
-Time, as in `worker.outbox`: the pass moment `moment` judges which deliveries are due
+Time, as in `worker.mail.outbox`: the pass moment `moment` judges which deliveries are due
 and when the next attempt is; the real time (`clock()`) goes into `webhook-timestamp`
 (receivers compare it with their own clock), `delivered_at` and the leases.
 
@@ -19,7 +19,7 @@ crash can push at most that many events again, under the same webhook-id, which 
 receivers de-duplicate on.
 
 The database going away: claims, writes and leases go through the drain's `Database`
-(worker.delivery.writer), which waits it out with a growing delay and logs it once;
+(worker.drain.writer), which waits it out with a growing delay and logs it once;
 meanwhile nothing new is pushed, the answers in hand are kept and written when it is
 back, and the push goes on. A write refused for good (a bug, not an outage) stops the
 push: nothing more is claimed or sent, the rest is given back, and the error is raised
@@ -40,14 +40,13 @@ import httpx
 import structlog
 from sqlalchemy import Connection, Engine
 
-from worker.delivery.writer import Database, GaveUp
-from worker.errors import ConfigError
-from worker.pass_ledger import describe
-from worker.policy import Policy
-from worker.settings import Settings
-from worker.stopping import Stop, requested
+from worker.config.endpoints import Endpoint, configured_endpoints
+from worker.config.policy import Policy
+from worker.config.settings import Settings
+from worker.db.runner import Database, GaveUp
+from worker.errors import ConfigError, describe
+from worker.support.stopping import Stop, requested
 from worker.webhooks import store
-from worker.webhooks.config import Endpoint, configured_endpoints
 from worker.webhooks.schedule import Answer, RetrySchedule, Settlement, retry_schedule, settle
 from worker.webhooks.signing import event_body, headers
 
@@ -129,7 +128,7 @@ class Pusher:
         self._timeouts: dict[str, int] = {}
         self._unwritten: list[Settlement] = []
         self._broken: Exception | None = None  # a write was refused: the push stops
-        # Claims, writes and leases wait out an outage (worker.delivery.writer), on a
+        # Claims, writes and leases wait out an outage (worker.drain.writer), on a
         # thread for PostgreSQL: answers keep arriving while the database answers.
         self.database = Database(engine, component="webhooks")
 

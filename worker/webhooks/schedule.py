@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.policy import Policy
+    from worker.config.policy import Policy
 
 PENDING, RETRYING, DELIVERED, DEAD, GONE = "pending", "retrying", "delivered", "dead", "gone"
 WAITING = (PENDING, RETRYING)

@@ -15,7 +15,7 @@ committed seq is already safe. This keeps the event writers free of any webhook 
 the unique key (event_seq, endpoint) and INSERT … ON CONFLICT DO NOTHING make a second
 enqueue (two replicas, a replay) harmless.
 
-Claims follow `worker.outbox`: rows waiting and due at the pass moment, not leased, of
+Claims follow `worker.mail.outbox`: rows waiting and due at the pass moment, not leased, of
 an enabled endpoint, get this drain's token and a lease in one statement (FOR UPDATE
 SKIP LOCKED on PostgreSQL; on SQLite BEGIN IMMEDIATE serialises the conditional UPDATE).
 """
@@ -44,10 +44,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
+from worker.config.endpoints import Endpoint
 from worker.db.leases import extend_leases
 from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from worker.db.types import UtcDateTime
-from worker.webhooks.config import Endpoint
 from worker.webhooks.schedule import PENDING, WAITING, Settlement
 
 D, E, P = WEBHOOK_DELIVERIES.c, EVENTS.c, WEBHOOK_ENDPOINTS.c

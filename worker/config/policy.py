@@ -1,0 +1,288 @@
+"""Business policy: DOMAIN.md's numbers, from `config/policy.toml` and `WORKER_CONFIG`.
+
+Resolved once at the boundary into a frozen, validated object; rules receive it as an
+argument and never read files or the environment themselves.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.config.checks import DEFAULT_ENDPOINT, check_secret, check_url
+from worker.errors import ConfigError
+from worker.support.resources import resource_dir
+
+Days = Annotated[StrictInt, Field(ge=0)]
+PositiveDays = Annotated[StrictInt, Field(gt=0)]
+SEGMENTS = ("commercial", "education", "government")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _parse_clock(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a time of day as \"HH:MM\"")
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a time of day: {value!r} (expected \"HH:MM\")") from None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+class RenewalPolicy(_Section):
+    upcoming_days_before: Days = 45
+    window_days_before: Days = 30
+    reminder_days_before: tuple[Days, ...] = (7, 1)
+    notice_min_term_months: PositiveDays = 12
+    after_extended_term_months: PositiveDays = 12
+    max_term_months: dict[str, PositiveDays] = Field(
+        default_factory=lambda: {"commercial": 36, "education": 48, "government": 48}
+    )
+
+    @field_validator("max_term_months")
+    @classmethod
+    def _segments(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(SEGMENTS))
+        if unknown:
+            raise ValueError(f"unknown segment {unknown[0]!r}")
+        missing = sorted(set(SEGMENTS) - set(value))
+        if missing:
+            raise ValueError(f"missing segment {missing[0]!r}")
+        return value
+
+    def notice_offsets(self) -> tuple[tuple[int, str], ...]:
+        """(days before AD, kind) of the renewal family, earliest first."""
+        offsets = {self.upcoming_days_before: "renewal_upcoming"}
+        for days in self.reminder_days_before:
+            offsets.setdefault(days, "renewal_reminder")
+        offsets[self.window_days_before] = "renewal_window_open"
+        return tuple(sorted(offsets.items(), key=lambda item: -item[0]))
+
+
+class GracePolicy(_Section):
+    lapse_after_days: Days = 14
+    ending_notice_days_before_lapse: Days = 3
+
+
+class PaymentPolicy(_Section):
+    late_after_days: PositiveDays = 31
+    suspended_after_days: PositiveDays = 61
+
+
+class CodePolicy(_Section):
+    valid_hours: PositiveDays = 72
+    expiring_notice_hours_before: Days = 24
+    max_per_reseller_per_day: PositiveDays = 5
+
+
+class InvitationPolicy(_Section):
+    reminder_days_after: tuple[PositiveDays, ...] = (7, 14)
+
+
+class CatchUpPolicy(_Section):
+    horizon_days: Days = 30
+
+
+class BucketPolicy(_Section):
+    to_renew_within_days: Days = 90
+    recently_lapsed_days: Days = 30
+
+
+class DigestPolicy(_Section):
+    send_from: time = time(8, 0)
+    max_listed_per_group: Days = 50
+
+    _clock = field_validator("send_from", mode="before")(_parse_clock)
+
+
+class SendWindowPolicy(_Section):
+    start: time = time(8, 0)
+    end: time = time(20, 0)
+
+    _clock = field_validator("start", "end", mode="before")(_parse_clock)
+
+
+class SchedulePolicy(_Section):
+    timezone: str = "UTC"
+    pass_every_minutes: PositiveDays = 15
+    deliver_every_minutes: PositiveDays = 1
+    forecast_pass_at: time = time(12, 0)
+    heartbeat_seconds: PositiveDays = 30
+    abandon_after_minutes: PositiveDays = 10
+
+    _zone = field_validator("timezone")(_check_zone)
+    _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit(self) -> SchedulePolicy:
+        if self.abandon_after_minutes * 60 < 3 * self.heartbeat_seconds:
+            raise ValueError("abandon_after_minutes must cover at least three heartbeats "
+                             "(heartbeat_seconds)")
+        return self
+
+
+class ShutdownPolicy(_Section):
+    within_seconds: PositiveDays = 25
+
+
+class DeliveryPolicy(_Section):
+    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+        5, 15, 30, 60, 120, 240, 480, 720, 1440)
+    lease_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 15
+    batch: PositiveDays = 200
+    connections: Annotated[StrictInt, Field(gt=0, le=100)] = 4
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _some(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+
+THREE_DAYS_MINUTES = 3 * 24 * 60
+
+
+class WebhookEndpointPolicy(_Section):
+    """One `[[webhooks.endpoints]]` table: a receiver besides WEBHOOK_URL."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: str
+    secrets: tuple[str, ...]
+    types: tuple[Annotated[str, Field(min_length=1)], ...] = ("*",)
+
+    _url = field_validator("url")(check_url)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not 1 <= len(value) <= 2:
+            raise ValueError("one secret, or two during a rotation")
+        for secret in value:
+            check_secret(secret)
+        return value
+
+
+class WebhookPolicy(_Section):
+    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+        1, 5, 30, 120, 300, 600, 1200, 1440, 1440, 1440)
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    lease_minutes: PositiveDays = 5
+    batch: PositiveDays = 200
+    concurrency: PositiveDays = 8
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    endpoints: tuple[WebhookEndpointPolicy, ...] = ()
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _three_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if sum(value) < THREE_DAYS_MINUTES:
+            raise ValueError(f"the delays must span at least three days ({THREE_DAYS_MINUTES}"
+                             f" minutes), not {sum(value)}")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(
+        cls, value: tuple[WebhookEndpointPolicy, ...]
+    ) -> tuple[WebhookEndpointPolicy, ...]:
+        names = [endpoint.name for endpoint in value]
+        for name in names:
+            if name == DEFAULT_ENDPOINT:
+                raise ValueError(f"the name {DEFAULT_ENDPOINT!r} is WEBHOOK_URL's")
+            if names.count(name) > 1:
+                raise ValueError(f"the name {name!r} is used twice")
+        return value
+
+
+class SenderPolicy(_Section):
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+
+    _zone = field_validator("default_timezone")(_check_zone)
+
+
+class Policy(_Section):
+    renewal: RenewalPolicy = RenewalPolicy()
+    grace: GracePolicy = GracePolicy()
+    payment: PaymentPolicy = PaymentPolicy()
+    codes: CodePolicy = CodePolicy()
+    invitations: InvitationPolicy = InvitationPolicy()
+    catch_up: CatchUpPolicy = CatchUpPolicy()
+    buckets: BucketPolicy = BucketPolicy()
+    digest: DigestPolicy = DigestPolicy()
+    send_window: SendWindowPolicy = SendWindowPolicy()
+    schedule: SchedulePolicy = SchedulePolicy()
+    shutdown: ShutdownPolicy = ShutdownPolicy()
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    webhooks: WebhookPolicy = WebhookPolicy()
+    sender: SenderPolicy = SenderPolicy()
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(what, f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(what, f"{path} is not valid TOML ({error})") from None
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def build_policy(values: dict[str, Any]) -> Policy:
+    """Validate a nested mapping into a Policy, or raise ConfigError naming the key."""
+    try:
+        return Policy.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(_key_of(first["loc"]), message) from None
+
+
+def load_policy(override_file: Path | None = None) -> Policy:
+    """The defaults of `config/policy.toml`, overridden by `override_file` if given."""
+    values = _read_toml(resource_dir("config") / "policy.toml", "config/policy.toml")
+    if override_file is not None:
+        values = _merge(values, _read_toml(override_file, "WORKER_CONFIG"))
+    return build_policy(values)
