@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 
 # Mutants run by `make mutate` (mutmut names: module.x_function__mutmut_N; fnmatch
 # patterns). Files that may be mutated at all: [tool.mutmut] only_mutate in pyproject.toml.
-MUTATE ?= 'worker.rules.calendar.*' 'worker.rules.*' \
+MUTATE ?= 'worker.rules.*' \
 	'worker.mail.decisions.x_window_decision__*' 'worker.mail.decisions.x__window__*' \
 	'worker.mail.decisions.x_retry_decision__*' 'worker.mail.decisions.x_settle__*' \
 	'worker.mail.decisions.x__final__*'

@@ -12,7 +12,7 @@ what it accepts. In one run, against that sink:
 
 1. `--count` notifications are queued as a pass stores them (the payloads of
    `worker.mail.samples`, several kinds, French and English), and their messages are built
-   once, as they would be when queued (`worker.mail.outbox.build_for`); the build rate is
+   once, as they would be when queued (`worker.mail.compose.build_for`); the build rate is
    reported on its own.
 2. plain: the same messages (same envelopes, same bytes, Date included) are sent with
    aiosmtplib's `sendmail` over `--connections` connections, each sending its share
@@ -60,7 +60,8 @@ from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import EVENTS, MESSAGES, WEBHOOK_DELIVERIES, metadata
-from worker.mail.outbox import build_for, deliver_due, stamp_date
+from worker.mail.compose import build_for, stamp_date
+from worker.mail.drain import deliver_due
 from worker.mail.render import audiences_of
 from worker.mail.samples import sample_row
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer

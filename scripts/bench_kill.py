@@ -42,7 +42,8 @@ from sqlalchemy import Engine, func, select
 from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
-from worker.mail.outbox import NOTIFICATIONS, deliver_due
+from worker.db.schema import NOTIFICATIONS
+from worker.mail.drain import deliver_due
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 from worker.support.logs import configure_logging
 

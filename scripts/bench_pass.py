@@ -55,8 +55,9 @@ from bench_report import Row, print_json, row
 from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine
 from worker.db.schema import Customer, Subscription
-from worker.passes.run import PassSummary, run_pass
+from worker.passes.run import run_pass
 from worker.passes.snapshots import subscription_state
+from worker.passes.summary import PassSummary
 from worker.rules.subscriptions import evaluate_subscription
 from worker.support.logs import configure_logging
 

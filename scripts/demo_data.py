@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Write a realistic demo portfolio as an import file (CONTRACT.md, "Import file (JSON)").
+"""Write a realistic demo portfolio as an import file (README, "Import format").
 
     python scripts/demo_data.py [--as-of 2027-03-01] [--out var/demo/portfolio.json]
 
 Two resellers, a dozen customers across time zones and segments, and subscriptions,
 purchase authorizations, reseller-change codes and invitations placed relative to the
-as-of date D, so that one pass at `PASS_TIME` on D exercises every rule of DOMAIN.md:
+as-of date D, so that one pass at `PASS_TIME` on D exercises every rule of docs/rules.md:
 
     renewal-worker run --once --as-of <D>T10:00:00Z
 

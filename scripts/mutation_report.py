@@ -23,7 +23,7 @@ NO_TESTS = {5, 33}
 
 
 def module_of(key: str) -> str:
-    """`worker.mail.outbox.x_settle__mutmut_3` -> `worker.mail.outbox`."""
+    """`worker.mail.decisions.x_settle__mutmut_3` -> `worker.mail.decisions`."""
     return key.rsplit(".", 1)[0]
 
 

@@ -1,4 +1,4 @@
-"""Records in the import format (CONTRACT.md's example) and database probes for import tests."""
+"""Records in the import format (the README's example) and database probes for import tests."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def code(**fields: Any) -> dict[str, Any]:
 
 
 def full_document() -> dict[str, Any]:
-    """CONTRACT.md's example: one record of every section."""
+    """the README's example: one record of every section."""
     return {"resellers": [reseller()], "customers": [customer()],
             "subscriptions": [subscription()],
             "purchase_authorizations": [purchase_authorization()],

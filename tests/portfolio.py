@@ -1,4 +1,4 @@
-"""A small portfolio in the import format of CONTRACT.md, for pass and end-to-end tests."""
+"""A small portfolio in the import format of the README, for pass and end-to-end tests."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ def test_bad_files_through_the_command_exit_2_with_the_path(
 
 
 def write_portfolio(path: Path, megabytes: float, *, last: dict[str, Any]) -> int:
-    """A file of about `megabytes` MB: CONTRACT.md's example with many subscriptions,
+    """A file of about `megabytes` MB: the README's example with many subscriptions,
     `last` at the end. Returns the index of `last` in `subscriptions`."""
     document = full_document()
     head = json.dumps({key: value for key, value in document.items()

@@ -1,4 +1,4 @@
-"""Date arithmetic of DOMAIN.md's "Anniversaries" and "Time": anchors, clamped months, zones."""
+"""Date arithmetic of docs/rules.md's "Anniversaries" and "Time": anchors, clamped months, zones."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_adding_months_sets_the_day_back_to_the_anchor_clamped_to_the_month_end(
 def test_the_local_date_at_one_instant_depends_on_the_customers_timezone(
     zone: ZoneInfo, expected: date
 ) -> None:
-    """At 2027-03-01T02:00Z it is still 28 February in Los Angeles (DOMAIN.md, Time)."""
+    """At 2027-03-01T02:00Z it is still 28 February in Los Angeles (docs/rules.md, Time)."""
     assert expected == local_date(datetime(2027, 3, 1, 2, 0, tzinfo=UTC), zone)
 
 

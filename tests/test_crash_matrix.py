@@ -30,7 +30,7 @@ from worker.config.policy import build_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.importing.load import import_data
-from worker.mail.outbox import DeliveryCounts, deliver_due
+from worker.mail.drain import DeliveryCounts, deliver_due
 from worker.passes.run import run_pass
 from worker.support import crashpoints
 

@@ -23,8 +23,9 @@ from tests.smtp_server import NOTIFICATIONS, queue_notice
 from worker.db.failures import conflict_delay, is_conflict, is_outage
 from worker.db.runner import Database
 from worker.db.schema import EVENTS
-from worker.mail.decisions import RetryPolicy, settle
-from worker.mail.outbox import claim, extend_lease, write_settlements
+from worker.drain.schedule import RetrySchedule
+from worker.mail.decisions import settle
+from worker.mail.store import claim, extend_lease, write_settlements
 from worker.mail.transports.base import Outcome, Verdict
 
 pytestmark = pytest.mark.postgres
@@ -41,7 +42,7 @@ def claimed_pair(engine: Engine) -> list[Any]:
 
 def sent(notice: Any) -> Any:
     outcome = Outcome.for_all(notice.recipients, Verdict.ACCEPTED, 250, "2.0.0 Queued")
-    settlement = settle(notice, outcome, T, T, RetryPolicy())
+    settlement = settle(notice, outcome, T, T, RetrySchedule())
     facts = {"kind": notice.kind, "ref": notice.ref, "audience": notice.audience,
              "recipients": list(notice.recipients), "message_id": f"<{notice.id}@x>",
              "reseller_id": notice.reseller_id}

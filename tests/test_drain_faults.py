@@ -27,8 +27,9 @@ from tests.smtp_server import NOTIFICATIONS, queue_notice, smtp_server
 from worker.config.policy import build_policy
 from worker.config.settings import Settings
 from worker.db.failures import database_backoff
+from worker.drain.schedule import RetrySchedule
 from worker.errors import ConfigError
-from worker.mail.outbox import RetryPolicy, deliver_due
+from worker.mail.drain import deliver_due
 from worker.mail.transports.base import Outcome, Outgoing
 from worker.mail.transports.memory import MemoryMailer
 from worker.support import crashpoints
@@ -95,7 +96,7 @@ def test_the_pass_drain_and_the_periodic_drain_of_one_process_take_turns(
         queue_notice(engine, ref=f"s{i}")
     shared = flight()
     mailers = [SlowMailer(shared), SlowMailer(shared)]
-    small = RetryPolicy(batch=5)
+    small = RetrySchedule(batch=5)
     threads = [threading.Thread(target=deliver_due, args=(engine, POLICY, Settings(), T),
                                 kwargs={"clock": clock, "mailer": m, "retry": small})
                for m in mailers]
@@ -152,7 +153,7 @@ def test_outcomes_survive_a_database_outage_and_nothing_is_sent_twice(engine: En
     mailer = SlowMailer(flight(), hook=hook, started=started)
     with structlog.testing.capture_logs() as logs:
         counts = deliver_due(engine, POLICY, Settings(), T, clock=clock, mailer=mailer,
-                             retry=RetryPolicy(batch=10))
+                             retry=RetrySchedule(batch=10))
     assert outage.failures >= 1
     assert [] == started_while_known_down
     assert len(ids) == counts.sent
@@ -179,7 +180,7 @@ def test_a_stop_request_finishes_the_sends_in_hand_and_gives_back_the_rest(
 
     mailer = SlowMailer(flight(), hook=hook)
     counts = deliver_due(engine, POLICY, Settings(), T, clock=clock, mailer=mailer,
-                         retry=RetryPolicy(batch=10), stop=stop)
+                         retry=RetrySchedule(batch=10), stop=stop)
     assert 4 <= counts.sent <= 5  # the fourth, and the one in hand beside it
     assert {("sent", False): counts.sent, ("queued", False): 30 - counts.sent} == states(engine)
 
@@ -198,7 +199,7 @@ def test_group_commit_writes_many_outcomes_per_transaction_when_sending_is_fast(
 
     mailer = SlowMailer(flight(), delay=0.001, concurrency=4)
     counts = deliver_due(engine, POLICY, Settings(), T, clock=clock, mailer=mailer,
-                         retry=RetryPolicy(batch=30))
+                         retry=RetrySchedule(batch=30))
     assert 60 == counts.sent
     assert counts.commits < 40
     assert {("sent", False): 60} == states(engine)
@@ -231,7 +232,7 @@ def test_a_writer_stopped_by_a_refused_statement_ends_the_drain_instead_of_hangi
     def drain() -> None:
         try:
             result["sent"] = deliver_due(engine, POLICY, Settings(), T, clock=clock,
-                                         mailer=mailer, retry=RetryPolicy(batch=40)).sent
+                                         mailer=mailer, retry=RetrySchedule(batch=40)).sent
         except BaseException as error:
             result["error"] = error
 
@@ -259,7 +260,7 @@ def test_a_lease_extension_refused_is_logged_and_the_drain_goes_on(engine: Engin
     mailer = SlowMailer(flight(), delay=0.05, concurrency=1)
     with structlog.testing.capture_logs() as logs:
         counts = deliver_due(engine, POLICY, Settings(), T, clock=clock, mailer=mailer,
-                             retry=RetryPolicy(batch=12, lease=timedelta(seconds=0.3)))
+                             retry=RetrySchedule(batch=12, lease=timedelta(seconds=0.3)))
     assert 12 == counts.sent
     assert {("sent", False): 12} == states(engine)
     assert sum(entry["event"] == "lease_not_extended" for entry in logs) >= 2

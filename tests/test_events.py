@@ -21,12 +21,15 @@ from worker.db.schema import (
     WEBHOOK_DELIVERIES,
     WEBHOOK_ENDPOINTS,
 )
+from worker.drain.schedule import RetrySchedule
 from worker.events import PersonStateChange, insert_events, record_account_states
 from worker.events.build import account_state_event, event_type
 from worker.events.feed import events_after, events_between, events_by_seq, feed_page
 from worker.events.write import EVENTS_LOCK
 from worker.importing.load import import_data
-from worker.mail.outbox import RetryPolicy, claim, deliver_due, settle, write_settlements
+from worker.mail.decisions import settle
+from worker.mail.drain import deliver_due
+from worker.mail.store import claim, write_settlements
 from worker.mail.transports.base import Outcome, Reply, Verdict
 from worker.mail.transports.memory import MemoryMailer, Script
 from worker.passes import effects
@@ -160,7 +163,7 @@ def test_failed_and_dead_notices_have_their_event_and_retries_none(engine: Engin
     failed = queue_notice(engine, ref="f", recipients=("gone@x.example",))
     dead = queue_notice(engine, ref="d", recipients=("later@x.example",))
     mailer = MemoryMailer(Script(rcpt={"gone@x.example": 550, "later@x.example": 451}))
-    retry = RetryPolicy.from_minutes([5])
+    retry = RetrySchedule.from_minutes([5])
     deliver(engine, mailer, retry=retry)
     assert [("notification.failed", failed)] == [
         (r.type, r.notification_id) for r in events(engine)]
@@ -209,8 +212,8 @@ def test_a_notice_settled_twice_or_cancelled_in_flight_gets_no_second_event(
     refused = Outcome((Reply("paul@dupont.example", Verdict.PERMANENT, 550, "no"),))
     for _ in range(2):
         with engine.begin() as connection:
-            write_settlements(connection, [settle(sent, accepted, T, T, RetryPolicy()),
-                                           settle(failed, refused, T, T, RetryPolicy())], T)
+            write_settlements(connection, [settle(sent, accepted, T, T, RetrySchedule()),
+                                           settle(failed, refused, T, T, RetrySchedule())], T)
     assert [("notification.sent", sent_id)] == [
         (r.type, r.notification_id) for r in events(engine)]
 

@@ -26,9 +26,10 @@ from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import EVENTS, NOTIFICATIONS, TRANSITIONS
+from worker.drain.schedule import RetrySchedule
 from worker.events.build import NOTIFICATION_FINAL, event_type
 from worker.importing.load import import_data
-from worker.mail.outbox import RetryPolicy, deliver_due
+from worker.mail.drain import deliver_due
 from worker.mail.transports.memory import MemoryMailer, Script
 from worker.passes.run import run_pass
 
@@ -110,7 +111,7 @@ def play(engine: Engine, history: list[tuple[Any, ...]]) -> None:
         else:
             deliver_due(engine, POLICY, Settings(), moment, clock=clock_at(moment),
                         mailer=MemoryMailer(Script(rcpt=step[1])),
-                        retry=RetryPolicy.from_minutes([1]))
+                        retry=RetrySchedule.from_minutes([1]))
 
 
 @settings(max_examples=25, deadline=None,

@@ -32,7 +32,7 @@ from tests.webhook_receiver import running_receiver
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import MESSAGES, WEBHOOK_DELIVERIES
-from worker.mail.outbox import build_messages
+from worker.mail.store import build_messages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 BOUND = 10  # the most one SIGKILL may send twice (README)

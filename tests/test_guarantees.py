@@ -39,7 +39,7 @@ from worker.config.policy import Policy, build_policy, load_policy
 from worker.config.settings import Settings
 from worker.db.schema import metadata
 from worker.importing.load import import_data
-from worker.mail.outbox import deliver_due
+from worker.mail.drain import deliver_due
 from worker.mail.transports.choice import open_mailer
 from worker.mail.transports.memory import MemoryMailer, Script
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer

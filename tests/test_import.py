@@ -56,7 +56,7 @@ def with_subscription(**fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def loaded(engine: Engine, policy: Policy) -> Engine:
-    """A database holding CONTRACT.md's example."""
+    """A database holding the README's example."""
     run(engine, policy, full_document())
     return engine
 
@@ -163,7 +163,7 @@ def test_an_unknown_country_code_is_refused(engine: Engine, policy: Policy) -> N
 
 
 def test_words_outside_the_domain_are_refused(engine: Engine, policy: Policy) -> None:
-    """Segment, account state and invitation status take DOMAIN.md's words only."""
+    """Segment, account state and invitation status take docs/rules.md's words only."""
     document = with_customer(segment="retail", account_state="closed",
                              invitation={"status": "sent", "sent_at": "2027-01-04T10:00:00Z"})
     assert refused(engine, policy, document) == [

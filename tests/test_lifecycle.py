@@ -158,7 +158,7 @@ def test_a_stopped_drain_records_what_it_sent_and_gives_back_the_rest(engine: En
     ids = [queue_notice(engine, ref=f"s{n}", timezone="UTC") for n in range(5)]
     mailer = MemoryMailer()
     moment = datetime(2027, 3, 10, 10, 0, tzinfo=UTC)
-    from worker.mail.outbox import deliver_due
+    from worker.mail.drain import deliver_due
 
     counts = deliver_due(engine, build_policy({}), Settings(), moment, clock=lambda: moment,
                          mailer=mailer, stop=lambda: mailer.attempts >= 2)

@@ -1,4 +1,4 @@
-"""Messages: CONTRACT.md's headers, both parts, and no header a value from data injects.
+"""Messages: the headers the README lists, both parts, and no header a value from data injects.
 
 This file holds the suite's one rendering grid (every kind x audience x locale, with
 realistic and with hostile data): each sample is rendered once and checked as text, as

@@ -25,26 +25,26 @@ from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine
 from worker.db.schema import MESSAGES
-from worker.mail.outbox import (
+from worker.drain.schedule import RetrySchedule
+from worker.mail.compose import stamp_date
+from worker.mail.decisions import (
     Due,
     GiveUp,
     Retry,
-    RetryPolicy,
     SendNow,
     Skip,
     WaitUntil,
-    build_messages,
-    claim,
-    deliver_due,
-    drain,
-    extend_lease,
-    forget_messages,
-    plan_due,
-    release,
     retry_decision,
     settle,
-    stamp_date,
     window_decision,
+)
+from worker.mail.drain import deliver_due, drain, plan_due
+from worker.mail.store import (
+    build_messages,
+    claim,
+    extend_lease,
+    forget_messages,
+    release,
     write_settlements,
 )
 from worker.mail.transports.base import Outcome, Outgoing, Reply, Verdict
@@ -145,7 +145,7 @@ def test_a_digest_whose_next_opening_falls_on_the_next_local_date_is_skipped() -
 def test_a_digest_goes_out_on_its_own_local_date_or_not_at_all(
     moment: str, expected: object
 ) -> None:
-    """DOMAIN.md: a day whose digest was not sent on that local date is skipped."""
+    """docs/rules.md: a day whose digest was not sent on that local date is skipped."""
     digest = notice("reseller_digest", occasion=date(2027, 3, 10))
     decision = window_decision(digest, at(moment), POLICY)
     if expected == "skip":
@@ -179,7 +179,7 @@ def test_the_window_decision_sends_exactly_inside_the_window(moment: datetime, z
 
 def test_the_default_schedule_spreads_retries_over_more_than_two_days() -> None:
     """RFC 5321 §4.5.4.1: at least 30 minutes apart in the end, give up after days."""
-    retry = RetryPolicy()
+    retry = RetrySchedule()
     assert retry.span >= timedelta(days=2)
     assert retry.delays[-1] >= timedelta(minutes=30)
     assert list(retry.delays) == sorted(retry.delays)
@@ -193,7 +193,7 @@ def test_the_default_schedule_spreads_retries_over_more_than_two_days() -> None:
 ])
 def test_each_failed_attempt_waits_longer_then_gives_up(attempts: int, expected: object) -> None:
     """The n-th failure waits the n-th delay; after the last delay's attempt, dead."""
-    assert expected == retry_decision(attempts, T, RetryPolicy())
+    assert expected == retry_decision(attempts, T, RetrySchedule())
 
 
 @given(st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=12))
@@ -201,7 +201,7 @@ def test_retries_never_go_back_in_time_and_always_end(delays: list[int]) -> None
     """Any configured schedule: the n-th failure waits exactly the n-th delay of the list
     (the oracle is the list itself), then gives up. Catches: an off-by-one index, the
     first delay reused, one attempt more or fewer than the delays allow."""
-    retry = RetryPolicy.from_minutes(delays)
+    retry = RetrySchedule.from_minutes(delays)
     for attempts, minutes in enumerate(delays, start=1):
         assert Retry(T + timedelta(minutes=minutes)) == retry_decision(attempts, T, retry)
     assert GiveUp(len(delays) + 1) == retry_decision(len(delays) + 1, T, retry)
@@ -209,7 +209,7 @@ def test_retries_never_go_back_in_time_and_always_end(delays: list[int]) -> None
 
 def test_a_schedule_without_delays_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
-        RetryPolicy(delays=())
+        RetrySchedule(delays=())
 
 
 # --- settling an attempt --------------------------------------------------------------
@@ -225,7 +225,7 @@ def replies(*items: tuple[str, Verdict, int | None]) -> Outcome:
 def test_a_message_accepted_for_everyone_is_sent_at_the_real_time() -> None:
     real = T + timedelta(seconds=3)
     result = settle(notice(recipients=(A, B)), replies(
-        (A, Verdict.ACCEPTED, 250), (B, Verdict.ACCEPTED, 250)), T, real, RetryPolicy())
+        (A, Verdict.ACCEPTED, 250), (B, Verdict.ACCEPTED, 250)), T, real, RetrySchedule())
     assert (result.status, result.attempts, result.sent_at) == ("sent", 1, real)
     assert result.last_error is None
 
@@ -233,7 +233,7 @@ def test_a_message_accepted_for_everyone_is_sent_at_the_real_time() -> None:
 def test_one_recipient_refused_for_good_among_two_is_recorded_and_the_rest_sent() -> None:
     """550 for one of two: sent to the other, the refusal kept per recipient."""
     result = settle(notice(recipients=(A, B)), replies(
-        (A, Verdict.ACCEPTED, 250), (B, Verdict.PERMANENT, 550)), T, T, RetryPolicy())
+        (A, Verdict.ACCEPTED, 250), (B, Verdict.PERMANENT, 550)), T, T, RetrySchedule())
     assert result.status == "sent"
     assert {"status": "failed", "code": 550, "reply": "text 550",
             "at": T.isoformat()} == result.results[B]
@@ -244,18 +244,18 @@ def test_one_recipient_refused_for_good_among_two_is_recorded_and_the_rest_sent(
 def test_a_recipient_refused_for_now_is_retried_alone() -> None:
     """452 for one of two: the other has it; the next attempt goes to the refused one."""
     first = settle(notice(recipients=(A, B)), replies(
-        (A, Verdict.ACCEPTED, 250), (B, Verdict.TRANSIENT, 452)), T, T, RetryPolicy())
+        (A, Verdict.ACCEPTED, 250), (B, Verdict.TRANSIENT, 452)), T, T, RetrySchedule())
     assert (first.status, first.not_before) == ("retrying", T + timedelta(minutes=5))
     assert "452 text 452 (b@x.example)" == first.last_error
     again = notice(recipients=(A, B), attempts=first.attempts, results=first.results)
     assert again.pending == (B,)
     later = T + timedelta(minutes=5)
-    second = settle(again, replies((B, Verdict.ACCEPTED, 250)), later, later, RetryPolicy())
+    second = settle(again, replies((B, Verdict.ACCEPTED, 250)), later, later, RetrySchedule())
     assert (second.status, second.attempts, second.sent_at) == ("sent", 2, later)
 
 
 def test_retries_exhausted_make_the_notice_dead() -> None:
-    retry = RetryPolicy.from_minutes([5])
+    retry = RetrySchedule.from_minutes([5])
     last = settle(notice(attempts=1), replies((A, Verdict.TRANSIENT, 451)), T, T, retry)
     assert last.status == "dead"
     assert {"status": "dead", "code": 451, "reply": "text 451",
@@ -265,12 +265,12 @@ def test_retries_exhausted_make_the_notice_dead() -> None:
 
 def test_a_long_reply_is_kept_to_its_first_500_characters() -> None:
     long = Outcome((Reply(A, Verdict.PERMANENT, 550, "x" * 600),))
-    result = settle(notice(), long, T, T, RetryPolicy())
+    result = settle(notice(), long, T, T, RetrySchedule())
     assert "x" * 500 == result.results[A]["reply"]
 
 
 def test_refused_for_good_by_everyone_is_failed_at_once() -> None:
-    result = settle(notice(), replies((A, Verdict.PERMANENT, 554)), T, T, RetryPolicy())
+    result = settle(notice(), replies((A, Verdict.PERMANENT, 554)), T, T, RetrySchedule())
     assert (result.status, result.not_before, result.sent_at) == ("failed", None, None)
 
 
@@ -350,9 +350,9 @@ def test_a_notice_cancelled_in_flight_stays_cancelled_unless_it_was_sent(engine:
     failed, sent = claimed
     write_settlements_now(engine, [
         settle(failed, replies(("paul@dupont.example", Verdict.TRANSIENT, 451)), T, T,
-               RetryPolicy()),
+               RetrySchedule()),
         settle(sent, replies(("paul@dupont.example", Verdict.ACCEPTED, 250)), T, T,
-               RetryPolicy()),
+               RetrySchedule()),
     ])
     assert (row(engine, failed_id).status, row(engine, sent_id).status) == ("cancelled", "sent")
 
@@ -422,7 +422,7 @@ def test_a_refused_message_is_retried_on_schedule_then_dead(engine: Engine) -> N
     """451 three times with two delays: retrying, retrying, dead; nothing delivered."""
     notification_id = queue_notice(engine)
     mailer = MemoryMailer(Script(rcpt={"paul@dupont.example": 451}))
-    retry = RetryPolicy.from_minutes([5, 60])
+    retry = RetrySchedule.from_minutes([5, 60])
     moments = [T, T + timedelta(minutes=4), T + timedelta(minutes=5),
                T + timedelta(minutes=65)]
     seen = [deliver(engine, mailer, moment, retry=retry).as_dict() for moment in moments]
@@ -479,7 +479,7 @@ def test_two_processes_draining_at_once_send_each_notice_exactly_once(
     ids = [queue_notice(engine, ref=f"s{i}") for i in range(60)]
     other = make_engine(database_url)
     mailers = [MemoryMailer(), MemoryMailer()]
-    small = RetryPolicy(batch=7)
+    small = RetrySchedule(batch=7)
 
     def process(engine: Engine, mailer: MemoryMailer) -> None:
         asyncio.run(drain(engine, mailer, POLICY, T, clock=clock_at(T), retry=small))
@@ -498,7 +498,7 @@ def test_two_processes_draining_at_once_send_each_notice_exactly_once(
 
 
 def test_without_smtp_url_messages_become_eml_files(engine: Engine, tmp_path: Path) -> None:
-    """CONTRACT.md: SMTP_URL unset writes .eml files under the mail directory."""
+    """The README: SMTP_URL unset writes .eml files under the mail directory."""
     notification_id = queue_notice(engine)
     settings = Settings(mail_dir=tmp_path / "mail")
     counts = deliver_due(engine, POLICY, settings, T, clock=clock_at(T))

@@ -105,7 +105,7 @@ def test_anniversaries_never_drift_whatever_the_number_of_terms(
 def test_an_anniversary_a_whole_term_after_the_start_anchors_on_the_start_day(
     start: date, term: int, count: int
 ) -> None:
-    """Start 31 January, AD 28 February: later ADs go back to the 31st (DOMAIN.md).
+    """Start 31 January, AD 28 February: later ADs go back to the 31st (docs/rules.md).
     Catches: the anchor taken from a clamped first AD, or the month-end test dropped."""
     first_ad = naive_add_months(start, term, start.day)
     anchor = anchor_day(start, first_ad)
@@ -276,7 +276,7 @@ def test_a_pass_creates_at_most_one_notice_per_family_and_none_beyond_the_horizo
 def test_short_terms_never_get_renewal_notices_auto_renewed_or_to_renew(
     data: st.DataObject, state: SubscriptionState
 ) -> None:
-    """Monthly terms renew silently (DOMAIN.md: notices concern terms of 12 months or more).
+    """Monthly terms renew silently (docs/rules.md: notices concern terms of 12 months or more).
     Catches: the long-term test written as > 12 or >= 1."""
     passes = data.draw(pass_days(state), label="passes")
     for result in walk(state, passes):
@@ -426,7 +426,7 @@ def test_the_digest_is_due_only_from_eight_local_and_is_next_due_at_eight(
     now: datetime, zone: ZoneInfo
 ) -> None:
     """Due on the local date once its 08:00 has passed; next due at a later 08:00.
-    Oracle: the literal hour of DOMAIN.md. Catches: the hour read in UTC, > for >=."""
+    Oracle: the literal hour of docs/rules.md. Catches: the hour read in UTC, > for >=."""
     timing = digest_timing(now, zone, POLICY)
     local = now.astimezone(zone)
     assert timing.next_at > now

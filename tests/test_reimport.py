@@ -85,7 +85,7 @@ def monthly_from_the_portal(engine: Engine, policy: Policy) -> dict[str, Any]:
 
 def test_a_new_term_sold_takes_effect_at_the_end_of_the_current_period(
         engine: Engine, policy: Policy) -> None:
-    """DOMAIN.md, pending change: the new term is used from the AD held on; the current
+    """docs/rules.md, pending change: the new term is used from the AD held on; the current
     term runs to its end; the same file again changes nothing."""
     document = monthly_from_the_portal(engine, policy)
     report = import_data(engine, as_json(document), policy, started_at=datetime.now(UTC))

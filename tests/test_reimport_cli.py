@@ -2,7 +2,7 @@
 
 Importing the file already imported, after passes moved the subscription on, changes
 nothing: neither a pending change already applied nor an extended first term already
-ended comes back (CONTRACT.md, "Import file"; DOMAIN.md, anniversaries and pending change).
+ended comes back (README, "Import format"; docs/rules.md, anniversaries and pending change).
 """
 
 from __future__ import annotations

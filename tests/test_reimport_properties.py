@@ -1,5 +1,5 @@
 """A portal may re-send its whole state at any moment: properties over generated
-portfolios and random histories of imports and passes (CONTRACT.md, "Import file").
+portfolios and random histories of imports and passes (README, "Import format").
 
 * importing the same file again, at any point, changes nothing then and in every later
   pass (the export compared field by field, notifications included), also after a

@@ -125,7 +125,7 @@ def test_renewal_notices_say_whether_auto_renew_applies(auto_renew: bool, expect
 
 
 def test_expiry_notice_names_the_lapse_day() -> None:
-    """DOMAIN.md: subscription_expired names the lapse day, AD + 14."""
+    """docs/rules.md: subscription_expired names the lapse day, AD + 14."""
     rendered = _render(sample_row("subscription_expired", "customer", "fr"))
     assert "29 mars 2027" in rendered.subject
     assert "29 mars 2027" in rendered.text

@@ -1,4 +1,4 @@
-"""Reseller-change codes of DOMAIN.md: 72 hours to the minute, single use, latest notice only."""
+"""Reseller-change codes (docs/rules.md): 72 hours to the minute, single use, latest notice."""
 
 
 from __future__ import annotations

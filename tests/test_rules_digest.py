@@ -1,4 +1,4 @@
-"""The reseller's daily digest of DOMAIN.md: from 08:00 in the reseller's zone, once a day."""
+"""The reseller's daily digest of docs/rules.md: from 08:00 in the reseller's zone, once a day."""
 
 
 from __future__ import annotations

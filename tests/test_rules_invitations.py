@@ -1,4 +1,4 @@
-"""Invitation reminders of DOMAIN.md: 7 and 14 local days after the invitation, while pending."""
+"""Invitation reminders (docs/rules.md): 7 and 14 local days after the invitation, if pending."""
 
 
 from __future__ import annotations

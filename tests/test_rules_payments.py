@@ -1,4 +1,4 @@
-"""Payment standing of DOMAIN.md, row by row: days outstanding from the request (day 0).
+"""Payment standing of docs/rules.md, row by row: days outstanding from the request (day 0).
 
 Each table row runs one pass a day from the request, feeding every pass the standing the
 previous one left; "new notices" are those whose once-key no earlier pass produced.
@@ -85,7 +85,7 @@ PAID_ON_DAY_30 = (invoice(paid=30),)
 def test_each_payment_row_gives_its_standing_and_email_on_its_day(
     invoices: tuple[Invoice, ...], on: int, standing: str, notices: list[str], policy: Policy
 ) -> None:
-    """DOMAIN.md's payment table: 0-30 current, 31-60 late, 61+ suspended, paid current."""
+    """docs/rules.md's payment table: 0-30 current, 31-60 late, 61+ suspended, paid current."""
     history = daily(invoices, on, policy)
     assert (standing, notices) == (history[day(on)].standing.standing,
                                    new_kinds(history, day(on)))
@@ -159,7 +159,7 @@ def test_a_gap_records_every_move_and_sends_only_the_latest_payment_notice(
 def test_late_and_paid_within_a_gap_records_both_moves_and_sends_nothing(
     policy: Policy,
 ) -> None:
-    """DOMAIN.md leaves it open; the late notice is overtaken, so no reinstatement either."""
+    """docs/rules.md leaves it open; the late notice is overtaken, so no reinstatement either."""
     before = evaluate_payment("c1", Standing(), PAID_WHILE_LATE, day(20), policy)
     after = evaluate_payment("c1", before.standing, PAID_WHILE_LATE, day(50), policy)
     assert [("current", "late", day(31)), ("late", "current", day(45))] == moves(after)

@@ -1,4 +1,4 @@
-"""The subscription term lifecycle of DOMAIN.md, row by row, on the customer's local dates.
+"""The subscription term lifecycle of docs/rules.md, row by row, on the customer's local dates.
 
 Each table row runs one pass a day from the day before the start, feeding every pass the
 state the previous one left, as the worker does; "new notices" are those whose once-key
@@ -162,7 +162,7 @@ def test_each_lifecycle_row_gives_its_status_and_email_on_its_day(
     state: SubscriptionState, day: date, status: str, notices: list[str], ad: date, term: int,
     policy: Policy,
 ) -> None:
-    """DOMAIN.md's lifecycle table, the day before and the day of each threshold."""
+    """docs/rules.md's lifecycle table, the day before and the day of each threshold."""
     history = daily(state, day, policy)
     final = history[day].state
     assert (status, notices, ad, term) == (
@@ -172,7 +172,7 @@ def test_each_lifecycle_row_gives_its_status_and_email_on_its_day(
 def test_renewal_notices_name_the_anniversary_and_the_offset_in_their_occasion(
     policy: Policy,
 ) -> None:
-    """Once-key of renewal notices: the AD and the offset (DOMAIN.md, Once)."""
+    """Once-key of renewal notices: the AD and the offset (docs/rules.md, Once)."""
     history = daily(subscription(), days_from_ad(-1), policy)
     occasions = {(n.kind, n.occasion, n.occasion_date) for r in history.values()
                  for n in r.notices if n.family == "renewal"}
@@ -206,7 +206,7 @@ def test_subscription_started_is_keyed_by_the_start_date(policy: Policy) -> None
 def test_renewal_confirmed_and_auto_renewed_are_keyed_by_the_anniversary_they_close(
     policy: Policy,
 ) -> None:
-    """The occasion of auto_renewed and renewal_confirmed is the AD (DOMAIN.md, Once)."""
+    """The occasion of auto_renewed and renewal_confirmed is the AD (docs/rules.md, Once)."""
     renewed = daily(subscription(renewal=RENEWED_BEFORE), AD, policy)
     auto = daily(subscription(auto_renew=True), AD, policy)
     confirmed = [n.key for n in renewed[days_from_ad(-20)].notices
@@ -524,7 +524,7 @@ def test_a_monthly_term_without_auto_renew_expires_into_grace(policy: Policy) ->
 
 # The audit trail and the templates read more than the status: every move's reason and
 # date, and each notice's facts. Walked day by day; the literal lists below are the
-# trail DOMAIN.md describes for each story.
+# trail docs/rules.md describes for each story.
 TRAIL_START = [("active", "started", START),
                ("renewal_upcoming", "renewal_upcoming", date(2027, 1, 29)),
                ("ready_for_renewal", "renewal_window", date(2027, 2, 13))]

@@ -31,7 +31,7 @@ from tests.smtp_server import (
 )
 from worker.config.policy import build_policy
 from worker.config.settings import Settings
-from worker.mail.outbox import DeliveryCounts, deliver_due
+from worker.mail.drain import DeliveryCounts, deliver_due
 from worker.mail.transports.base import Outgoing, Verdict
 from worker.mail.transports.choice import open_mailer
 from worker.mail.transports.memory import MemoryMailer, Script
@@ -259,7 +259,7 @@ def test_a_server_that_is_down_is_tried_once_per_drain(
 
 
 def test_smtp_url_modes_and_credentials() -> None:
-    """CONTRACT.md's SMTP_URL forms; credentials in the URL win, percent-decoded."""
+    """the README's SMTP_URL forms; credentials in the URL win, percent-decoded."""
     url = SmtpConfig.from_url("smtp+starttls://u%40x:p%3Aw@mail.example", "env", "pw")
     assert (url.mode, url.port, url.username, url.password) == ("starttls", 587, "u@x", "p:w")
     env = SmtpConfig.from_url("smtps://mail.example:2465", "env", "pw")

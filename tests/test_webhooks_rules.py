@@ -18,14 +18,9 @@ from worker.config.endpoints import Endpoint
 from worker.config.policy import build_policy, load_policy
 from worker.config.settings import load_settings
 from worker.db.schema import EVENTS
+from worker.drain.schedule import RetrySchedule, next_attempt
 from worker.errors import ConfigError
-from worker.webhooks.schedule import (
-    Answer,
-    RetrySchedule,
-    next_attempt,
-    retry_schedule,
-    settle,
-)
+from worker.webhooks.schedule import Answer, retry_schedule, settle
 from worker.webhooks.signing import event_body, headers
 from worker.webhooks.store import type_filter
 

@@ -28,8 +28,9 @@ from worker.errors import ConfigError
 from worker.support.stopping import Stop
 
 if TYPE_CHECKING:
-    from worker.mail.outbox import DeliveryCounts
-    from worker.passes.run import PassSummary, Progress
+    from worker.mail.drain import DeliveryCounts
+    from worker.passes.run import Progress
+    from worker.passes.summary import PassSummary
     from worker.webhooks.push import PushCounts, ReplayOutcome
 
 log = structlog.get_logger("worker.app")
@@ -76,7 +77,7 @@ class App:
     def deliver_mail(self, engine: Engine, moment: datetime, stop: Stop = None
                      ) -> DeliveryCounts:
         """Every notice due at `moment`, through SMTP_URL or `.eml` files."""
-        from worker.mail.outbox import deliver_due
+        from worker.mail.drain import deliver_due
 
         return deliver_due(engine, self.policy, self.settings, moment, clock=self.clock,
                            stop=stop)

@@ -66,7 +66,10 @@ def _day(text: str) -> date:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="renewal-worker", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="renewal-worker",
+        description="Scheduled renewal and notification worker for software resellers. "
+                    "The commands are described in the README, the rules in docs/rules.md.")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,1 +1,12 @@
-"""TODO"""
+"""Configuration, resolved once at the edge into frozen, validated objects.
+
+* `settings`: the infrastructure (environment variables: DATABASE_URL, SMTP_URL,
+  WEBHOOK_URL, HEALTH_PORT, …);
+* `policy`: the business rules' numbers (config/policy.toml, overridden by WORKER_CONFIG);
+* `checks`: what URLs and webhook secrets must look like;
+* `endpoints`: the webhook endpoints both sources name.
+
+Nothing below the command line reads `os.environ`: it is handed these objects.
+
+Imports: worker.support, worker.errors (and pydantic). Nothing else of the worker.
+"""

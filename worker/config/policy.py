@@ -1,4 +1,5 @@
-"""Business policy: DOMAIN.md's numbers, from `config/policy.toml` and `WORKER_CONFIG`.
+"""Business policy: the rules' numbers (docs/rules.md), from `config/policy.toml` and
+`WORKER_CONFIG`.
 
 Resolved once at the boundary into a frozen, validated object; rules receive it as an
 argument and never read files or the environment themselves.
@@ -156,6 +157,7 @@ class DeliveryPolicy(_Section):
     lease_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 15
     batch: PositiveDays = 200
     connections: Annotated[StrictInt, Field(gt=0, le=100)] = 4
+    hold_after_unrecorded_claims: Annotated[StrictInt, Field(ge=1, le=100)] = 3
 
     @field_validator("retry_delays_minutes")
     @classmethod
@@ -196,6 +198,7 @@ class WebhookPolicy(_Section):
     batch: PositiveDays = 200
     concurrency: PositiveDays = 8
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    hold_after_unrecorded_claims: Annotated[StrictInt, Field(ge=1, le=100)] = 3
     endpoints: tuple[WebhookEndpointPolicy, ...] = ()
 
     @field_validator("retry_delays_minutes")

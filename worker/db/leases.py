@@ -1,11 +1,25 @@
-"""Leases shared by the two drains (the outbox's notifications, the webhook deliveries):
-rows held by a `claim_token` until `claimed_until`."""
+"""Leases of the queues a drain serves (notifications, webhook deliveries): rows held by
+a `claim_token` until `claimed_until`, and the count of claims in a row whose outcome
+was never recorded (`unsettled_claims`), which ends a poison pill.
+
+Every claim adds one to `unsettled_claims`; recording an outcome sets it back to 0, and
+so does a release of a row that was never tried. A row still counted after a claim is one
+whose attempt went out but whose outcome could not be written: a crash after the
+server's answer, or a write the database refuses for good (a bug). Past the queue's
+limit (`[delivery]`/`[webhooks] hold_after_unrecorded_claims`) the claim does not send it
+again: it is `held`, with the reason, until an operator looks at it.
+
+Imports: worker.db.schema only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, case, select, update
+
+HELD = "held"
 
 
 def extend_leases(connection: Connection, table: Table, token: str, until: datetime) -> int:
@@ -24,3 +38,27 @@ def extend_leases(connection: Connection, table: Table, token: str, until: datet
                 .cte("held").prefix_with("MATERIALIZED"))
         statement = statement.where(table.c.id.in_(select(held.c.id)))
     return int(connection.execute(statement).rowcount or 0)
+
+
+def release_leases(connection: Connection, table: Table, token: str,
+                   unrecorded: Collection[int] = ()) -> int:
+    """Give back every lease `token` still holds (a drain that stopped, or ended with
+    rows it did not try). Rows never tried lose the claim's count; the `unrecorded` ones
+    (tried, outcome not written) keep it."""
+    count = table.c.unsettled_claims
+    untried = count - 1 if not unrecorded else case(
+        (table.c.id.in_(list(unrecorded)), count), else_=count - 1)
+    statement = (update(table).where(table.c.claim_token == token)
+                 .values(claim_token=None, claimed_until=None, unsettled_claims=untried))
+    return int(connection.execute(statement).rowcount or 0)
+
+
+def hold(connection: Connection, table: Table, ids: Sequence[int], limit: int) -> None:
+    """Mark `ids` (just claimed, each claimed more than `limit` times in a row without an
+    outcome recorded) `held`, lease given back, with the reason as their last error."""
+    if ids:
+        reason = (f"held: claimed {limit} times without its outcome being recorded "
+                  "(a write the database refuses?); not sent again until released")
+        connection.execute(update(table).where(table.c.id.in_(list(ids)))
+                           .values(status=HELD, last_error=reason, claim_token=None,
+                                   claimed_until=None))

@@ -247,17 +247,19 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(200))
-    # Delivery (migration 0002, worker/outbox.py): the lease of the process sending it,
-    # and the server's answer per recipient ({address: {status, code, reply, at}}). The
-    # message itself is a NotificationMessage.
+    # Delivery (migration 0002, worker/mail/store.py): the lease of the process sending
+    # it, and the server's answer per recipient ({address: {status, code, reply, at}}).
+    # The message itself is a NotificationMessage.
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[datetime | None]
     recipient_results: Mapped[dict[str, Any] | None]
+    # Claims in a row whose outcome was never recorded (migration 0010, worker.db.leases).
+    unsettled_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class NotificationMessage(Base):
     """A notice's message as built once, without its Date header (stamped when handed
-    over), kept while the notice waits (migration 0009_messages, worker/outbox.py).
+    over), kept while the notice waits (migration 0009_messages, worker/mail/store.py).
 
     Apart from its notification because a claim and an outcome rewrite that row, and
     SQLite rewrites a whole row when one column changes, overflow pages included: with
@@ -341,6 +343,8 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # Claims in a row whose outcome was never recorded (migration 0010, worker.db.leases).
+    unsettled_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 metadata = Base.metadata

@@ -65,6 +65,16 @@ class OutcomeWriter(Generic[S]):
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def broken(self) -> BaseException | None:
+        """What stopped the writer for good, if something did."""
+        return self._broken
+
+    @property
+    def unwritten(self) -> list[S]:
+        """The outcomes added and not committed (after a refused write: all it held)."""
+        return list(self._pending)
+
     def add(self, settlement: S) -> None:
         self._pending.append(settlement)
         if self._broken is not None:  # nobody will write it: `flushed` raises at once

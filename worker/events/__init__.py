@@ -2,8 +2,9 @@
 
 `build` turns what was written into event rows (pure); `write` inserts them in order
 (and says why a poller can trust `seq`); `feed` reads them back for `events` and
-`events replay`; `history` tells one record's story (changes, notices, events and their
-webhook deliveries).
+`events replay`. One record's story is a report (worker.reports.history).
+
+Imports: worker.db, worker.rules, worker.support, worker.errors.
 """
 
 from worker.events.build import TYPES, account_state_event

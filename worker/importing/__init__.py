@@ -8,5 +8,10 @@
 * `merge`, `subscriptions`: the merged record (stored values + carried fields);
 * `checks`, `codes`: rules across records (references, dates, terms, the code limit);
 * `write`: one INSERT and a few UPDATEs per section, and the re-evaluation resets;
-* `run`: the whole import in one transaction.
+* `run`: the whole import in one transaction;
+* `ownership`, `carry`: who owns each field, and how each merges;
+* `audit`, `report`: the import's own row and audit trail, and what it tells.
+
+Imports: worker.events, worker.db, worker.rules, worker.config, worker.errors. Never
+worker.passes.
 """

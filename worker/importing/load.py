@@ -1,6 +1,6 @@
 """The `import` command's engine: load or update the portal's records from a JSON file.
 
-All or nothing (CONTRACT.md, "Import file"): every record is checked first, against the
+All or nothing (README, "Import format"): every record is checked first, against the
 file and the database together; any error refuses the whole file with `ImportRejected`,
 listing every error as `path: message` (`customers[3].timezone: unknown timezone
 'Europe/Pariss'`). Otherwise everything is written in one transaction. Records are

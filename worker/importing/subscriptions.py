@@ -3,7 +3,7 @@ re-import of them merges (their entries in `worker.importing.ownership` say it b
 
 The rule throughout: the portal's word is compared with what the portal said before, not
 with what the worker made of it since, so importing the same file twice changes nothing
-whatever passes ran in between (CONTRACT.md, "Import file").
+whatever passes ran in between (README, "Import format").
 
 * `anniversary_date`: a re-imported date not later than the held one changes nothing
   (the worker moves the AD on at each renewal), and the report says so unless it is an

@@ -1,7 +1,7 @@
 """Delivery decisions: pure functions of a notice, the pass moment and the policy.
 
-Nothing here reads the clock, the database or the network; `worker.mail.outbox` carries the
-decisions out.
+Nothing here reads the clock, the database or the network; the mail queue
+(`worker.mail.drain`) carries the decisions out.
 
 - `window_decision(notice, moment, policy)`: send now, wait until the window opens in
   the recipient's timezone, or skip (a reseller digest that can no longer go out on its
@@ -14,7 +14,7 @@ decisions out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.config.policy import Policy
+from worker.drain.schedule import RetrySchedule
 from worker.mail.transports.base import Outcome, Verdict
 from worker.rules.calendar import local_time_of_day
 from worker.rules.notices import IGNORES_SEND_WINDOW
@@ -32,48 +33,6 @@ DIGEST = "reseller_digest"
 # Per-recipient states kept in `recipient_results`; the first three are final.
 R_SENT, R_FAILED, R_DEAD, R_RETRYING = "sent", "failed", "dead", "retrying"
 FINAL = frozenset({R_SENT, R_FAILED, R_DEAD})
-
-
-# --- policy ---------------------------------------------------------------------------
-
-_DEFAULT_DELAYS = tuple(timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240, 480, 720, 1440))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures are retried (defaults in the spirit of RFC 5321 §4.5.4.1).
-
-    After the n-th failed attempt the notice waits `delays[n-1]`; after the last delay's
-    attempt it is dead. The defaults (5 min … 24 h, 10 attempts) span 51 h 50 min.
-    `lease`: how long a claim holds when its process stops renewing it (it renews every
-    third of it while it runs); `batch`: notices claimed at a time.
-    """
-
-    delays: tuple[timedelta, ...] = _DEFAULT_DELAYS
-    lease: timedelta = timedelta(minutes=15)
-    batch: int = 200
-
-    def __post_init__(self) -> None:
-        if not self.delays or any(d <= timedelta(0) for d in self.delays):
-            raise ValueError("retry delays must be positive, and at least one")
-        if self.batch < 1 or self.lease <= timedelta(0):
-            raise ValueError("batch and lease must be positive")
-
-    @classmethod
-    def from_minutes(cls, delays: Iterable[float], **other: Any) -> RetryPolicy:
-        return cls(delays=tuple(timedelta(minutes=m) for m in delays), **other)
-
-    @property
-    def span(self) -> timedelta:
-        return sum(self.delays, timedelta(0))
-
-
-def retry_policy(policy: Policy) -> RetryPolicy:
-    """The retry schedule of `config/policy.toml`'s [delivery] section."""
-    settings = policy.delivery
-    return RetryPolicy.from_minutes(settings.retry_delays_minutes,
-                                    lease=timedelta(minutes=settings.lease_minutes),
-                                    batch=settings.batch)
 
 
 # --- decisions ------------------------------------------------------------------------
@@ -187,7 +146,7 @@ class GiveUp:
     attempts: int
 
 
-def retry_decision(attempts: int, moment: datetime, retry: RetryPolicy) -> Retry | GiveUp:
+def retry_decision(attempts: int, moment: datetime, retry: RetrySchedule) -> Retry | GiveUp:
     """After `attempts` attempts (the last one just failed for now): when to try again."""
     if attempts <= len(retry.delays):
         return Retry(moment + retry.delays[attempts - 1])
@@ -223,7 +182,7 @@ _STATE_OF = {Verdict.ACCEPTED: R_SENT, Verdict.PERMANENT: R_FAILED,
 
 
 def settle(
-    notice: Due, outcome: Outcome, moment: datetime, at: datetime, retry: RetryPolicy
+    notice: Due, outcome: Outcome, moment: datetime, at: datetime, retry: RetrySchedule
 ) -> Settlement:
     """Apply one attempt's replies (server time `at`, pass moment `moment`).
 

@@ -1,4 +1,4 @@
-"""A rendered notification as an email: CONTRACT.md's headers, a text and an HTML part.
+"""A rendered notification as an email: the headers the README lists, a text and an HTML part.
 
 Every header value that comes from data is made safe here, whatever rendered it and
 whatever Python runs (CVE-2024-6923: some 3.11/3.12 releases let an encoded word or a
@@ -232,7 +232,7 @@ def build_message(
 
     `row` needs `kind`, `recipients` and `payload` (a SQLAlchemy row: `row._mapping`).
     `date=None` leaves the Date header out, for a caller that stamps it at each
-    hand-over of the stored bytes (`worker.mail.outbox.stamp_date`)."""
+    hand-over of the stored bytes (`worker.mail.compose.stamp_date`)."""
     payload = _payload(row)
     reseller = payload["reseller"]
     sender_name = str(reseller.get("sender_name") or reseller.get("name") or "")

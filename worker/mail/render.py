@@ -1,4 +1,4 @@
-"""A notification row in, its subject, plain text and HTML out (DOMAIN.md, "Emails").
+"""A notification row in, its subject, plain text and HTML out (docs/rules.md, "Emails").
 
 Templates live in `templates/email/<lang>/<kind>/<audience>.{subject,txt,html}.j2`; the
 text and HTML ones extend `<lang>/base.{txt,html}.j2`, which extend the one shared

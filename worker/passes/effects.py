@@ -24,11 +24,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from worker.db.schema import MESSAGES, NOTIFICATIONS, TRANSITIONS
 from worker.events.build import account_state_events, transition_event
 from worker.events.write import insert_events, notice_events
+from worker.mail.decisions import WAITING
 from worker.passes.snapshots import CustomerInfo, ResellerInfo
 from worker.rules.model import Change, Notice
 from worker.rules.notices import AUDIENCES, CUSTOMER, FAMILY_OF, RESELLER
-
-WAITING = ("queued", "retrying")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +44,7 @@ class Delivery:
 def deliveries(
     kind: str, customer: CustomerInfo | None, reseller: ResellerInfo
 ) -> list[Delivery]:
-    """DOMAIN.md "Who receives what": customer admins; the account manager or reseller."""
+    """docs/rules.md "Who receives what": customer admins; the account manager or reseller."""
     found: list[Delivery] = []
     for audience in AUDIENCES[kind]:
         if audience == CUSTOMER and customer is not None:

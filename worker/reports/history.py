@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
+from worker.db.leases import HELD
 from worker.db.schema import (
     CODES,
     CUSTOMERS,
@@ -34,6 +35,7 @@ from worker.db.schema import (
     WEBHOOK_DELIVERIES,
 )
 from worker.events.feed import event_json
+from worker.mail.decisions import WAITING
 from worker.rules.payments import effective_account_state
 
 # (what, table, audit record_type, event subject_type, columns shown as its current state)
@@ -47,7 +49,6 @@ _KINDS = (
     ("reseller", RESELLERS, None, None, ("name", "email", "timezone")),
 )
 _HIDDEN_DELIVERY_COLUMNS = frozenset({"claim_token", "claimed_until"})
-_WAITING = ("queued", "retrying")
 
 
 class UnknownRecord(LookupError):
@@ -157,7 +158,7 @@ def _recipient(address: str, results: dict[str, Any], status: str) -> dict[str, 
     answer = results.get(address)
     if isinstance(answer, dict):
         return {"address": address, **answer}
-    return {"address": address, "status": "waiting" if status in _WAITING else status}
+    return {"address": address, "status": "waiting" if status in WAITING else status}
 
 
 def _events(
@@ -216,7 +217,8 @@ def _entry_lines(entry: dict[str, Any]) -> list[str]:
                       + (f" {r['code']}" if r.get("code") else "")
                       + (f" {r['reply']}" if r.get("reply") else "")
                       for r in entry["recipients"]]
-        return [head, *recipients]
+        why = [f"            why: {entry['last_error']}"] if entry["status"] == HELD else []
+        return [head, *why, *recipients]
     data = entry["data"] or {}
     moved = (f"{data.get('from')} -> {data.get('to')}" if "to" in data
              else f"{data.get('kind')} ({data.get('audience')})")

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from worker.passes.run import PassSummary
+from worker.passes.summary import PassSummary
 
 
 def render_summary(summary: PassSummary) -> str:

@@ -1,6 +1,6 @@
 """Pure date arithmetic: anniversaries, clamped months, local dates.
 
-Date policy (DOMAIN.md, "Anniversaries" and "Time"):
+Date policy (docs/rules.md, "Anniversaries" and "Time"):
 
 * The anchor day is the day of month of the first anniversary date (AD) the worker is
   given, except where that AD is the last day of a month too short to hold the start

@@ -1,4 +1,4 @@
-"""Reseller-change codes (DOMAIN.md, seed 004): valid 72 hours, single use.
+"""Reseller-change codes (docs/rules.md, "Reseller-change codes"): valid 72 hours, single use.
 
 Judged to the minute at the pass moment T: `used` once used (before expiry), else
 `expired` from issue + 72 h. From 24 h before expiry an unused code warns the customer's

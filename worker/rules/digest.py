@@ -1,4 +1,4 @@
-"""The reseller's daily digest (DOMAIN.md, "The reseller's daily digest").
+"""The reseller's daily digest (docs/rules.md, "The reseller's daily digest").
 
 From 08:00 in the reseller's timezone, once per local date, a reseller with anything to
 act on gets one digest listing its customers as the seed dashboards group them, with

@@ -1,4 +1,4 @@
-"""Invitation reminders (DOMAIN.md, seeds 002 and 004).
+"""Invitation reminders (docs/rules.md, "Invitations").
 
 A customer whose invitation is still `pending` gets `invitation_reminder` 7 and 14 days
 after the invitation, counted on the customer's local dates. After a gap only the latest

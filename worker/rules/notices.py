@@ -1,4 +1,4 @@
-"""Notification kinds: who receives each, and which family it belongs to (DOMAIN.md).
+"""Notification kinds: who receives each, and which family it belongs to (docs/rules.md).
 
 Within a family only the latest due notice is created; a queued one that a later state
 overtakes is cancelled.

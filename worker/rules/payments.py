@@ -1,4 +1,4 @@
-"""Payment standing per customer (DOMAIN.md, "Payment standing").
+"""Payment standing per customer (docs/rules.md, "Payment standing").
 
 Days outstanding = the customer's local date - the request date of the oldest purchase
 authorization still unpaid on that date (the request day is day 0). 0-30 `current`,

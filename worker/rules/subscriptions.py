@@ -1,10 +1,10 @@
-"""The subscription term lifecycle (DOMAIN.md, "Subscription term lifecycle").
+"""The subscription term lifecycle (docs/rules.md), on the customer's local dates.
 
-Dates are the customer's local dates. A subscription is walked forward from the state the
-last pass left, one event at a time, up to `today`: every status change is recorded with
-the date it took effect, so a pass after a gap records what a daily pass would have. The
-family notices (renewal, grace) are then read off the final state: only the latest one
-due is wanted, and none once a later state has overtaken it.
+A subscription is walked forward from the state the last pass left, one event at a time,
+up to `today`: every status change is recorded with the date it took effect, so a pass
+after a gap records what a daily pass would have. The family notices (renewal, grace)
+are then read off the final state: only the latest one due is wanted, and none once a
+later state has overtaken it.
 
 Events, in date order:
 
@@ -39,6 +39,8 @@ GRACE = "grace"
 LAPSED = "lapsed"
 BEFORE_AD = (ACTIVE, UPCOMING, READY)
 STATUSES = (PENDING_START, ACTIVE, UPCOMING, READY, RENEWED, GRACE, LAPSED)
+_FIXED_BUCKETS = {PENDING_START: "not_started", RENEWED: "renewed", GRACE: "expired",
+                  LAPSED: "lapsed"}  # whatever the date; the others depend on the AD
 _MAX_STEPS = 2_000
 
 
@@ -385,16 +387,9 @@ def _next_check_on(state: SubscriptionState, today: date, policy: Policy) -> dat
 
 
 def bucket_of(state: SubscriptionState, today: date, policy: Policy) -> str:
-    """The dashboard bucket (seed 001's colours) of a subscription on `today`."""
-    status = state.status
-    if status == PENDING_START:
-        return "not_started"
-    if status == RENEWED:
-        return "renewed"
-    if status == GRACE:
-        return "expired"
-    if status == LAPSED:
-        return "lapsed"
+    """The dashboard bucket (the portals' colours, docs/rules.md) of a subscription on `today`."""
+    if state.status in _FIXED_BUCKETS:
+        return _FIXED_BUCKETS[state.status]
     days_left = (state.anniversary_date - today).days
     if is_long_term(state.term_months, policy) and days_left <= policy.buckets.to_renew_within_days:
         return "to_renew"

@@ -1,9 +1,11 @@
-"""The push drain: enqueue new events, claim due deliveries, POST them signed, record
-the answers. `push_due` is what `run --once` (after mail delivery) and `start` call.
+"""The webhook queue: what the one drain (worker.drain) needs to push events. New events
+get their delivery rows first (`WebhookQueue.enqueue_new`); due deliveries are then
+claimed, POSTed signed and their answers recorded. `push_due` is what `run --once`
+(after the mail) and `start` call.
 
-Time, as in `worker.mail.outbox`: the pass moment `moment` judges which deliveries are due
-and when the next attempt is; the real time (`clock()`) goes into `webhook-timestamp`
-(receivers compare it with their own clock), `delivered_at` and the leases.
+Time, as for the mail: the pass moment `moment` judges which deliveries are due and when
+the next attempt is; the real time (`clock()`) goes into `webhook-timestamp` (receivers
+compare it with their own clock), `delivered_at` and the leases.
 
 HTTP: one `httpx.AsyncClient` per drain, so connections to an endpoint are reused; at
 most `concurrency` requests in flight; every request bounded by `timeout_seconds`. A 2xx
@@ -11,26 +13,18 @@ delivers; a 410 disables the endpoint (the rest of its claimed rows are given ba
 untried); anything else, a timeout or a refused connection waits for the next delay. An
 endpoint that keeps timing out is left alone for the rest of the drain
 (`PAUSE_AFTER_TIMEOUTS`), so a drain never lasts minutes because one receiver hangs.
-One claimer feeds the senders through a queue (see `Pusher._pump`); on PostgreSQL the
-database work runs in a thread, so responses keep arriving while a batch is claimed or
-written.
-Outcomes are written every `FLUSH` answers and at the end, after the answers came: a
-crash can push at most that many events again, under the same webhook-id, which the
-receivers de-duplicate on.
 
-The database going away: claims, writes and leases go through the drain's `Database`
-(worker.drain.writer), which waits it out with a growing delay and logs it once;
-meanwhile nothing new is pushed, the answers in hand are kept and written when it is
-back, and the push goes on. A write refused for good (a bug, not an outage) stops the
-push: nothing more is claimed or sent, the rest is given back, and the error is raised
-for the pass to handle; answers that could not be written are pushed again.
+Claims, leases, group commit, outages, stops, refused writes and what a crash leaves
+are the drain's (worker.drain.drain): a crash pushes again at most the answers not yet
+committed, under the same webhook-id, which the receivers de-duplicate on.
+
+Imports: worker.drain, worker.webhooks' own modules, worker.config, worker.db,
+worker.support, worker.errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,15 +37,16 @@ from sqlalchemy import Connection, Engine
 from worker.config.endpoints import Endpoint, configured_endpoints
 from worker.config.policy import Policy
 from worker.config.settings import Settings
-from worker.db.runner import Database, GaveUp
-from worker.errors import ConfigError, describe
-from worker.support.stopping import Stop, requested
+from worker.db.schema import WEBHOOK_DELIVERIES
+from worker.drain.drain import Drain
+from worker.drain.schedule import RetrySchedule
+from worker.errors import ConfigError
+from worker.support.stopping import Stop
 from worker.webhooks import store
-from worker.webhooks.schedule import Answer, RetrySchedule, Settlement, retry_schedule, settle
+from worker.webhooks.schedule import Answer, Settlement, retry_schedule, settle
 from worker.webhooks.signing import event_body, headers
 
 log = structlog.get_logger("worker.webhooks")
-FLUSH = 50
 PAUSE_AFTER_TIMEOUTS = 3  # in a row, to one endpoint: the rest waits for the next drain
 Clock = Callable[[], datetime]
 Item = tuple["store.Claimed", "store.EventRow", bytes]  # a claimed delivery, ready to send
@@ -109,110 +104,40 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes,
     return Answer(response.status_code, reason)
 
 
-class Pusher:
-    """Enqueues, claims, pushes and records until nothing is due at `moment`."""
+class WebhookQueue:
+    """Deliveries due at `moment`, POSTed signed to `endpoints` (see the module docstring)."""
+
+    component = "webhooks"
+    table = WEBHOOK_DELIVERIES
 
     def __init__(
         self, engine: Engine, endpoints: Sequence[Endpoint], moment: datetime, *,
         clock: Clock, schedule: RetrySchedule, limits: HttpLimits,
-        stop: Stop = None, transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.engine, self.endpoints, self.moment = engine, tuple(endpoints), moment
         self.by_name = {e.name: e for e in self.endpoints}
         self.clock, self.schedule, self.limits = clock, schedule, limits
-        self.stop, self.transport = stop, transport
-        self.token = uuid.uuid4().hex
+        self.concurrency = limits.concurrency
         self.counts = PushCounts()
         self.disabled: set[str] = set()
         self.paused: set[str] = set()
         self._timeouts: dict[str, int] = {}
-        self._unwritten: list[Settlement] = []
-        self._broken: Exception | None = None  # a write was refused: the push stops
-        # Claims, writes and leases wait out an outage (worker.drain.writer), on a
-        # thread for PostgreSQL: answers keep arriving while the database answers.
-        self.database = Database(engine, component="webhooks")
+        pool = httpx.Limits(max_connections=limits.concurrency,
+                            max_keepalive_connections=limits.concurrency)
+        self.client = httpx.AsyncClient(timeout=limits.timeout_seconds, limits=pool,
+                                        transport=transport)
 
-    def _stopping(self) -> bool:
-        return requested(self.stop)
+    def item_id(self, item: Item) -> int:
+        return item[0].id
 
-    async def run(self) -> PushCounts:
-        await asyncio.to_thread(self._enqueue_new)
-        limits = httpx.Limits(max_connections=self.limits.concurrency,
-                              max_keepalive_connections=self.limits.concurrency)
-        heartbeat = asyncio.create_task(self._keep_lease())
-        try:
-            async with httpx.AsyncClient(timeout=self.limits.timeout_seconds, limits=limits,
-                                         transport=self.transport) as client:
-                await self._pump(client)
-        finally:
-            heartbeat.cancel()
-            try:
-                await self._write(self._take_unwritten())
-            finally:  # given back even when the answers could not be written
-                with contextlib.suppress(GaveUp):
-                    await self.database.run(lambda c: store.release(c, self.token),
-                                            give_up=self._stopping)
-        if self.counts.as_dict():
-            log.info("webhooks_pushed", **self.counts.as_dict())
-        if self._broken is not None:
-            raise self._broken
-        return self.counts
+    def settlement_id(self, settlement: Settlement) -> int:
+        return settlement.id
 
-    async def _pump(self, client: httpx.AsyncClient) -> None:
-        """One claimer feeds `concurrency` senders through a queue one batch deep: the
-        next batch is claimed (in a thread, as are the writes) while this one is sent,
-        so the connections never wait for the database."""
-        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.schedule.batch)
-        senders = [asyncio.create_task(self._sender(client, queue))
-                   for _ in range(self.limits.concurrency)]
-        try:
-            while not self._stopping() and self._broken is None:
-                try:
-                    batch = await self.database.run(self._claim, give_up=self._stopping)
-                except GaveUp:
-                    break
-                if not batch:
-                    break
-                for item in batch:
-                    await queue.put(item)
-            for _ in senders:
-                await queue.put(None)
-            await asyncio.gather(*senders)
-        finally:
-            for sender in senders:
-                sender.cancel()
+    async def close(self) -> None:
+        await self.client.aclose()
 
-    async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[Item | None]) -> None:
-        while (item := await queue.get()) is not None:
-            delivery, event, body = item
-            await self.database.up.wait()  # nothing new while the database is away
-            if (self._stopping() or self._broken is not None
-                    or delivery.endpoint in self.disabled | self.paused):
-                continue  # left claimed: released untried at the end
-            endpoint = self.by_name[delivery.endpoint]
-            try:
-                head = headers(endpoint.secrets, event.id, self.clock(), body)
-                answer = await post(client, endpoint.url, body, head)
-            except Exception as error:  # a bug here must not lose the event: retry it
-                log.exception("webhook_push_failed", seq=event.seq, endpoint=endpoint.name)
-                answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
-            try:
-                await self._settled(delivery, event, answer)
-            except Exception as error:  # the database refused a write
-                self._stop_pushing(error)
-
-    def _stop_pushing(self, error: Exception) -> None:
-        """A write was refused (an outage is waited out, not refused): nothing more is
-        claimed or pushed (the senders go on taking items off the queue, so the claimer
-        never waits on a full one), the answers not written stay in hand for the last
-        write, and `run` raises the error once the rest is given back. Before, the
-        failing sender died with its answers, and once every sender had, the claimer
-        waited for room in the queue for ever."""
-        if self._broken is None:
-            self._broken = error
-            log.warning("webhook_push_stopped", error=describe(error))
-
-    def _enqueue_new(self) -> None:
+    def enqueue_new(self) -> None:
         """Register the endpoints and give every committed event its delivery rows (the
         safe horizon: see `worker.webhooks.store`)."""
         horizon = store.safe_horizon(self.engine)
@@ -232,42 +157,44 @@ class Pusher:
                 self.counts.enqueued += store.enqueue(connection, self.endpoints, states,
                                                       horizon, self.clock())
 
-    async def _keep_lease(self) -> None:
-        """Extend the leases every third of their length. An extension refused is logged
-        and the next one tried: the lease has two more thirds to run."""
-        while True:
-            await asyncio.sleep(self.schedule.lease.total_seconds() / 3)
-            try:
-                await self.database.run(self._extend)
-            except Exception as error:  # the next extension may succeed
-                log.warning("webhook_lease_not_extended", error=describe(error))
-
-    def _extend(self, connection: Connection) -> int:
-        return store.extend_lease(connection, self.token, self.clock() + self.schedule.lease)
-
-    def _claim(self, connection: Connection) -> list[Item]:
+    def claim(self, connection: Connection, token: str, size: int) -> list[Item]:
         enabled = [name for name in self.by_name if name not in self.disabled | self.paused]
-        claimed = store.claim(connection, enabled, self.moment, self.clock(), self.token,
-                              self.schedule.lease, self.schedule.batch)
+        claimed = store.claim(connection, enabled, self.moment, self.clock(), token,
+                              self.schedule.lease, size, self.schedule.hold_after)
         events = store.events_of(connection, (c.event_seq for c in claimed))
         bodies = {seq: event_body(e.type, e.occurred_at, e.data) for seq, e in events.items()}
         return [(c, events[c.event_seq], bodies[c.event_seq]) for c in claimed]
 
-    async def _settled(self, delivery: store.Claimed, event: store.EventRow,
-                       answer: Answer) -> None:
+    async def prepare(self, batch: list[Item], drain: PushDrain) -> list[Item]:
+        return batch
+
+    def write(self, connection: Connection, settlements: Sequence[Settlement]) -> None:
+        store.write_settlements(connection, settlements)
+
+    async def send(self, item: Item, drain: PushDrain) -> Settlement | None:
+        """One POST and its settlement; None for an endpoint disabled or paused meanwhile
+        (left claimed: given back untried at the end)."""
+        delivery, event, body = item
+        if delivery.endpoint in self.disabled | self.paused:
+            return None
+        endpoint = self.by_name[delivery.endpoint]
+        try:
+            head = headers(endpoint.secrets, event.id, self.clock(), body)
+            answer = await post(self.client, endpoint.url, body, head)
+        except Exception as error:  # a bug here must not lose the event: retry it
+            log.exception("webhook_push_failed", seq=event.seq, endpoint=endpoint.name)
+            answer = Answer(None, f"worker error: {type(error).__name__}: {error}")
         settlement = settle(delivery.id, delivery.attempts, f"{event.id}:{delivery.endpoint}",
                             answer, self.moment, self.clock(), self.schedule)
         self.counts.add(settlement)
         self._note_timeout(delivery.endpoint, answer)
         if settlement.status == "gone":
-            await self._disable(delivery.endpoint, answer)
+            await self._disable(delivery.endpoint, answer, drain)
         elif settlement.status != "delivered":
             level = log.debug if settlement.status == "retrying" else log.warning
             level(f"webhook_{settlement.status}", seq=event.seq, endpoint=delivery.endpoint,
                   attempts=settlement.attempts, error=settlement.last_error)
-        self._unwritten.append(settlement)
-        if len(self._unwritten) >= FLUSH:
-            await self._write(self._take_unwritten())
+        return settlement
 
     def _note_timeout(self, name: str, answer: Answer) -> None:
         """An endpoint that timed out `PAUSE_AFTER_TIMEOUTS` times in a row gets nothing
@@ -280,30 +207,36 @@ class Pusher:
             self.paused.add(name)
             log.info("webhook_endpoint_paused", endpoint=name, timeouts=self._timeouts[name])
 
-    async def _disable(self, name: str, answer: Answer) -> None:
+    async def _disable(self, name: str, answer: Answer, drain: PushDrain) -> None:
         if name in self.disabled:
             return
         self.disabled.add(name)
         self.counts.disabled_endpoints.append(name)
         reason = f"{answer.describe()} from {self.by_name[name].url}"
         log.warning("webhook_endpoint_disabled", endpoint=name, reason=reason)
-        await self.database.run(
+        await drain.database.run(
             lambda c: store.disable_endpoint(c, name, self.clock(), reason))
 
-    def _take_unwritten(self) -> list[Settlement]:
-        unwritten, self._unwritten = self._unwritten, []
-        return unwritten
 
-    async def _write(self, settlements: list[Settlement]) -> None:
-        """Record answers (an outage is waited out); refused, they are kept in hand for
-        the last write."""
-        if not settlements:
-            return
-        try:
-            await self.database.run(lambda c: store.write_settlements(c, settlements))
-        except Exception:
-            self._unwritten[:0] = settlements
-            raise
+PushDrain = Drain[Item, Settlement]
+
+
+async def push(engine: Engine, endpoints: Sequence[Endpoint], moment: datetime, *,
+               clock: Clock, schedule: RetrySchedule, limits: HttpLimits, stop: Stop = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> PushCounts:
+    """One push inside a running event loop: new events enqueued, then the drain."""
+    queue = WebhookQueue(engine, endpoints, moment, clock=clock, schedule=schedule,
+                         limits=limits, transport=transport)
+    try:
+        await asyncio.to_thread(queue.enqueue_new)
+    except BaseException:
+        await queue.close()
+        raise
+    one: PushDrain = Drain(engine, queue, clock=clock, stop=stop)
+    await one.run()
+    if queue.counts.as_dict():
+        log.info("webhooks_pushed", **queue.counts.as_dict())
+    return queue.counts
 
 
 def http_limits(policy: Policy) -> HttpLimits:
@@ -320,9 +253,9 @@ def push_due(
     endpoints = configured_endpoints(settings, policy)
     if not endpoints:
         return PushCounts()
-    pusher = Pusher(engine, endpoints, moment, clock=clock, schedule=retry_schedule(policy),
-                    limits=http_limits(policy), stop=stop, transport=transport)
-    return asyncio.run(pusher.run())
+    return asyncio.run(push(engine, endpoints, moment, clock=clock,
+                            schedule=retry_schedule(policy), limits=http_limits(policy),
+                            stop=stop, transport=transport))
 
 
 def register_endpoints(engine: Engine, settings: Settings, policy: Policy,

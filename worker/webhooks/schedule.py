@@ -1,49 +1,20 @@
 """Pure decisions: what one push attempt means and when the next one is due.
 
 Nothing here reads the clock. `moment` is the pass moment (or the drain's), which judges
-the retry schedule exactly as the mail outbox does; `at` is the real time of the
-attempt, recorded only as `delivered_at`.
+the retry schedule (worker.drain.schedule, shared with the mail) exactly as the mail's
+does; `at` is the real time of the attempt, recorded only as `delivered_at`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from worker.config.policy import Policy
+from worker.config.policy import Policy
+from worker.drain.schedule import RetrySchedule, next_attempt
 
 PENDING, RETRYING, DELIVERED, DEAD, GONE = "pending", "retrying", "delivered", "dead", "gone"
 WAITING = (PENDING, RETRYING)
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySchedule:
-    """After the n-th failed attempt a delivery waits `delays[n-1]`, lengthened by up to
-    `jitter` of it; after the last delay's attempt it is dead."""
-
-    delays: tuple[timedelta, ...]
-    jitter: float = 0.2
-    lease: timedelta = timedelta(minutes=5)
-    batch: int = 200
-
-    def __post_init__(self) -> None:
-        if not self.delays or any(d <= timedelta(0) for d in self.delays):
-            raise ValueError("retry delays must be positive, and at least one")
-        if not 0 <= self.jitter <= 1 or self.batch < 1 or self.lease <= timedelta(0):
-            raise ValueError("jitter in [0, 1], batch and lease positive")
-
-    @classmethod
-    def from_minutes(cls, delays: Iterable[float], **other: Any) -> RetrySchedule:
-        return cls(delays=tuple(timedelta(minutes=m) for m in delays), **other)
-
-    @property
-    def span(self) -> timedelta:
-        """The shortest time from the first attempt to the last (no jitter)."""
-        return sum(self.delays, timedelta(0))
 
 
 def retry_schedule(policy: Policy) -> RetrySchedule:
@@ -51,24 +22,8 @@ def retry_schedule(policy: Policy) -> RetrySchedule:
     section = policy.webhooks
     return RetrySchedule.from_minutes(section.retry_delays_minutes, jitter=section.jitter,
                                       lease=timedelta(minutes=section.lease_minutes),
-                                      batch=section.batch)
-
-
-def spread(key: str) -> float:
-    """A fraction in [0, 1) that depends only on `key`: jitter that spreads the retries
-    of many events after an outage, yet is the same on every run (tests, replays)."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def next_attempt(attempts: int, moment: datetime, schedule: RetrySchedule,
-                 key: str) -> datetime | None:
-    """After `attempts` attempts (the last one just failed): when to try again, or None
-    when retries have run out. The delay grows with each attempt; jitter only adds."""
-    if attempts > len(schedule.delays):
-        return None
-    delay = schedule.delays[attempts - 1]
-    return moment + delay * (1 + schedule.jitter * spread(f"{key}:{attempts}"))
+                                      batch=section.batch,
+                                      hold_after=section.hold_after_unrecorded_claims)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,11 @@ committed seq is already safe. This keeps the event writers free of any webhook 
 the unique key (event_seq, endpoint) and INSERT … ON CONFLICT DO NOTHING make a second
 enqueue (two replicas, a replay) harmless.
 
-Claims follow `worker.mail.outbox`: rows waiting and due at the pass moment, not leased, of
-an enabled endpoint, get this drain's token and a lease in one statement (FOR UPDATE
-SKIP LOCKED on PostgreSQL; on SQLite BEGIN IMMEDIATE serialises the conditional UPDATE).
+Claims follow the mail's (worker.drain.drain): rows waiting and due at the pass moment,
+not leased, of an enabled endpoint, get this drain's token and a lease in one statement
+(FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite BEGIN IMMEDIATE serialises the
+conditional UPDATE). A delivery claimed more than `hold_after` times without its answer
+recorded is `held` instead (worker.db.leases).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from worker.config.endpoints import Endpoint
-from worker.db.leases import extend_leases
+from worker.db.leases import extend_leases, hold, release_leases
 from worker.db.schema import EVENTS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from worker.db.types import UtcDateTime
 from worker.webhooks.schedule import PENDING, WAITING, Settlement
@@ -203,7 +205,7 @@ def _due(names: Sequence[str], moment: datetime, now: datetime) -> Any:
 
 
 def claim(connection: Connection, names: Sequence[str], moment: datetime, now: datetime,
-          token: str, lease: timedelta, limit: int) -> list[Claimed]:
+          token: str, lease: timedelta, limit: int, hold_after: int = 3) -> list[Claimed]:
     """Lease up to `limit` due deliveries to endpoints `names` (enabled ones) to `token`."""
     if not names:
         return []
@@ -219,9 +221,13 @@ def claim(connection: Connection, names: Sequence[str], moment: datetime, now: d
     else:
         chosen = D.id.in_(pick.scalar_subquery())
     statement = (update(WEBHOOK_DELIVERIES).where(chosen, due)
-                 .values(claim_token=token, claimed_until=now + lease)
-                 .returning(D.id, D.event_seq, D.endpoint, D.attempts))
-    rows = connection.execute(statement).all()
+                 .values(claim_token=token, claimed_until=now + lease,
+                         unsettled_claims=D.unsettled_claims + 1)
+                 .returning(D.id, D.event_seq, D.endpoint, D.attempts, D.unsettled_claims))
+    claimed = connection.execute(statement).all()
+    hold(connection, WEBHOOK_DELIVERIES,
+         [r.id for r in claimed if r.unsettled_claims > hold_after], hold_after)
+    rows = [r for r in claimed if r.unsettled_claims <= hold_after]
     return sorted((Claimed(r.id, r.event_seq, r.endpoint, r.attempts) for r in rows),
                   key=lambda c: (c.event_seq, c.id))
 
@@ -238,11 +244,9 @@ def extend_lease(connection: Connection, token: str, until: datetime) -> int:
     return extend_leases(connection, WEBHOOK_DELIVERIES, token, until)
 
 
-def release(connection: Connection, token: str) -> int:
+def release(connection: Connection, token: str, unrecorded: Sequence[int] = ()) -> int:
     """Give back every lease of `token` still held (a drain stopped half-way)."""
-    statement = update(WEBHOOK_DELIVERIES).where(D.claim_token == token).values(
-        claim_token=None, claimed_until=None)
-    return int(connection.execute(statement).rowcount or 0)
+    return release_leases(connection, WEBHOOK_DELIVERIES, token, unrecorded)
 
 
 def write_settlements(connection: Connection, settlements: Sequence[Settlement]) -> None:
@@ -255,7 +259,7 @@ def write_settlements(connection: Connection, settlements: Sequence[Settlement])
                  .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
                          next_attempt_at=bindparam("b_next"), last_status=bindparam("b_code"),
                          last_error=bindparam("b_error"), delivered_at=bindparam("b_at"),
-                         claim_token=None, claimed_until=None))
+                         claim_token=None, claimed_until=None, unsettled_claims=0))
     connection.execute(statement, [
         {"b_id": s.id, "b_status": s.status, "b_attempts": s.attempts,
          "b_next": s.next_attempt_at, "b_code": s.last_status, "b_error": s.last_error,

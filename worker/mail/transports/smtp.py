@@ -1,6 +1,6 @@
 """The SMTP mailer: aiosmtplib over a small pool of reused connections.
 
-SMTP_URL modes (CONTRACT.md): `smtp://` sends in plain text or upgrades with STARTTLS
+SMTP_URL modes (README, "Configuration"): `smtp://` sends in plain text or upgrades with STARTTLS
 when the server offers it; `smtp+starttls://` requires STARTTLS (a server that does not
 offer it is not written to); `smtps://` speaks TLS from the first byte. Certificates are
 always verified (the system's trust store, or `tls_context`). Credentials come from the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from worker.config.checks import is_loopback
 from worker.mail.transports.base import (
     DeliveryFailure,
     Outcome,
@@ -240,7 +240,7 @@ class SmtpMailer:
         if config.username is None:
             return
         secure = connection.get_transport_info("sslcontext") is not None
-        if not secure and not _is_loopback(config.host):
+        if not secure and not is_loopback(config.host):
             raise TransientFailure(
                 f"{config.address} offers no TLS: the SMTP password is not sent in clear "
                 "text (use smtp+starttls:// or smtps://)")
@@ -369,12 +369,3 @@ def _setup_failure(error: Exception, config: SmtpConfig) -> TransientFailure:
     if isinstance(error, ssl.SSLError | ssl.CertificateError):
         return TransientFailure(f"TLS with {where} failed: {error}")
     return TransientFailure(f"cannot connect to {where}: {type(error).__name__}: {error}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
