@@ -9,7 +9,7 @@ server's answer, or a write the database refuses for good (a bug). Past the queu
 limit (`[delivery]`/`[webhooks] hold_after_unrecorded_claims`) the claim does not send it
 again: it is `held`, with the reason, until an operator looks at it.
 
-Imports: worker.db.schema only.
+Imports: SQLAlchemy and structlog only.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+import structlog
 from sqlalchemy import Connection, Table, case, select, update
 
 HELD = "held"
+log = structlog.get_logger("worker.db.leases")
 
 
 def extend_leases(connection: Connection, table: Table, token: str, until: datetime) -> int:
@@ -62,3 +64,4 @@ def hold(connection: Connection, table: Table, ids: Sequence[int], limit: int) -
         connection.execute(update(table).where(table.c.id.in_(list(ids)))
                            .values(status=HELD, last_error=reason, claim_token=None,
                                    claimed_until=None))
+        log.warning("claims_held", table=table.name, ids=list(ids), claims=limit)

@@ -90,10 +90,8 @@ def claim(
                          unsettled_claims=columns.unsettled_claims + 1)
                  .returning(*_CLAIMED, columns.unsettled_claims))
     claimed = connection.execute(statement).all()
-    stuck = [row.id for row in claimed if row.unsettled_claims > hold_after]
-    if stuck:
-        hold(connection, NOTIFICATIONS, stuck, hold_after)
-        log.warning("notices_held", ids=stuck, claims=hold_after)
+    hold(connection, NOTIFICATIONS,
+         [row.id for row in claimed if row.unsettled_claims > hold_after], hold_after)
     rows = [row for row in claimed if row.unsettled_claims <= hold_after]
     messages = _messages(connection, [row.id for row in rows])
     return sorted((_due_of(row, messages.get(row.id)) for row in rows),
