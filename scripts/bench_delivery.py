@@ -345,7 +345,7 @@ def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | Non
 def database(args: argparse.Namespace) -> Iterator[str]:
     """The URL of an empty database: a SQLite file, a throwaway PostgreSQL, or given."""
     if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
+        from testkit.postgres import running_server  # noqa: PLC0415 - only when asked
 
         with running_server() as url:
             yield url
@@ -363,7 +363,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--database-url", help="an empty database (default: SQLite file)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--build-at-claim", action="store_true")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)

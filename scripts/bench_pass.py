@@ -46,7 +46,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-# The repository's root: `worker` from this checkout, and tests/pg_server.py for --postgres.
+# The repository's root: `worker` from this checkout, and testkit/postgres.py for --postgres.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_common import Plan, bench_moment, build
@@ -179,7 +179,7 @@ class PostgresBackend:
 @contextlib.contextmanager
 def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
     if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
+        from testkit.postgres import running_server  # noqa: PLC0415 - only when asked
 
         with running_server() as url:
             yield PostgresBackend(url)
@@ -430,7 +430,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="a PostgreSQL server URL (its databases are "
                         "created and dropped by the bench)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the prepared SQLite "
                         "files here; default: a temporary directory removed at the end")
     parser.add_argument("--tmp", help="parent of the temporary directory")

@@ -5,7 +5,7 @@
     python scripts/bench_replicas.py --quick     # 20k subscriptions, 2,000 due, one run
     python scripts/bench_replicas.py --json      # one JSON object on stdout
 
-A throwaway PostgreSQL server (tests/pg_server.py) holds one settled portfolio
+A throwaway PostgreSQL server (testkit/postgres.py) holds one settled portfolio
 (scripts/bench_common.py: a fixed number of due records, every reseller's digest due).
 Each run takes a fresh copy (CREATE DATABASE … TEMPLATE) and times, from the first start
 to the last exit, real `renewal-worker run --once --as-of T` processes (pass and delivery
@@ -122,7 +122,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.size, args.due, args.runs = 20_000, 2000, 1
-    from tests.pg_server import running_server  # noqa: PLC0415
+    from testkit.postgres import running_server  # noqa: PLC0415
     from worker.config.policy import load_policy  # noqa: PLC0415
     from worker.support.logs import configure_logging  # noqa: PLC0415
 

@@ -175,7 +175,7 @@ def timed(what: str, run: object, receiver: Receiver, count: int) -> tuple[float
 @contextlib.contextmanager
 def database(args: argparse.Namespace) -> Iterator[str]:
     if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
+        from testkit.postgres import running_server  # noqa: PLC0415 - only when asked
 
         with running_server() as url:
             yield url
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

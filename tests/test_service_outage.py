@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.postgres import PostgresUnavailable, Server, server_process
 from tests.big_portfolio import build_first_pass
-from tests.pg_server import PostgresUnavailable, Server, server_process
 from tests.service_process import count, events, get, started, stop, wait_for
 from tests.smtp_server import free_port
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
