@@ -20,7 +20,6 @@ no Message-ID was written twice across their folders (no notice sent twice).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from bench_common import Plan, bench_moment
 from bench_pass import PostgresBackend, prepare, size_label
 from bench_report import print_json, row
 from sqlalchemy import create_engine, text
+
+from testkit.cli import environ
 
 AIM = 1.0  # three replicas / one: at least not slower on the same work
 WORKER = [sys.executable, "-m", "worker"]
@@ -55,14 +56,11 @@ class Run:
 
 def replicas(url: str, moment: str, folder: Path, count: int) -> float:
     """Wall seconds of `count` concurrent `run --once` processes, each exiting 0."""
-    environ = {key: value for key, value in os.environ.items()
-               if key not in ("SMTP_URL", "WORKER_CONFIG", "HEALTH_PORT")}
+    envs = [environ(url, folder / f"mail-{index}") for index in range(count)]
     children = []
     started = time.perf_counter()
-    for index in range(count):
-        mail = folder / f"mail-{index}"
+    for index, env in enumerate(envs):
         log_file = (folder / f"replica-{index}.log").open("w")
-        env = environ | {"DATABASE_URL": url, "WORKER_MAIL_DIR": str(mail)}
         children.append((subprocess.Popen([*WORKER, "run", "--once", "--as-of", moment],
                                           env=env, stdout=subprocess.DEVNULL,
                                           stderr=log_file), log_file))

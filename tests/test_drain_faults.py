@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from tests.cli import run_cli
+from testkit.cli import run_cli
 from tests.smtp_server import NOTIFICATIONS, queue_notice, smtp_server
 from worker.config.policy import build_policy
 from worker.config.settings import Settings

@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
+from testkit.cli import command, run_cli
 from testkit.postgres import PostgresUnavailable, Server, server_process
-from tests.cli import command, run_cli
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from tests.smtp_sink import Sink, running_sink
 from tests.webhook_receiver import running_receiver

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from tests.cli import run_cli
+from testkit.cli import run_cli
 from tests.portfolio import as_json, portfolio
 from tests.smtp_server import (
     NOTIFICATIONS,
