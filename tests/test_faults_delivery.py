@@ -25,10 +25,10 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from testkit.cli import command, run_cli
+from testkit.http import running_receiver
 from testkit.postgres import PostgresUnavailable, Server, server_process
 from tests.smtp_server import NOTIFICATIONS, queue_notice
 from tests.smtp_sink import Sink, running_sink
-from tests.webhook_receiver import running_receiver
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import MESSAGES, WEBHOOK_DELIVERIES

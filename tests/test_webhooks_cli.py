@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from testkit.cli import run_cli
-from tests.webhook_receiver import running_receiver
+from testkit.http import running_receiver
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine
 
