@@ -6,7 +6,7 @@
     python scripts/bench_kill.py --kills 10 --json
 
 Per kill, against a local aiosmtpd sink in its own process that counts every
-Message-ID it accepts:
+Message-ID it accepts (testkit.smtp's `Sink`):
 
 1. `--count` notices are queued with their messages built (as a pass leaves them);
 2. a drain runs in a child process over `--connections` SMTP connections; once the
@@ -36,9 +36,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_delivery import MOMENT, Sink, build_all, database, notices, queue
+from bench_delivery import MOMENT, database
 from sqlalchemy import Engine, func, select
 
+from testkit.outbox import build_all, notices, queue
+from testkit.smtp import Sink
 from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
@@ -74,22 +76,22 @@ def unsent(engine: Engine) -> int:
 def one_kill(engine: Engine, url: str, sink: Sink, rows: list[dict[str, Any]],
              args: argparse.Namespace) -> dict[str, int]:
     queue(engine, rows)
-    sink.reset()
+    start = sink.mark()
     child = subprocess.Popen([sys.executable, __file__, "--child", url, str(sink.port),
                               str(args.connections)])
     target = len(rows) // 3
     deadline = time.monotonic() + 120
     try:
-        while sink.stats()[0] < target:
+        while sink.count(start) < target:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the drain ended before it could be killed: use more --count")
             time.sleep(0.005)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-    at_kill = sink.stats()[0]
+    at_kill = sink.count(start)
     drain_now(url, sink.port, args.connections, ahead=timedelta(days=1))
-    received, distinct = sink.stats()
+    received, distinct = sink.stats(start)
     if distinct != len(rows) or unsent(engine):
         raise SystemExit(f"lost notices: {len(rows) - distinct} never reached the sink")
     return {"at_kill": at_kill, "duplicates": received - distinct}
@@ -111,7 +113,7 @@ def main() -> None:
         url, port, connections = args.child
         drain_now(url, int(port), int(connections))
         return
-    rows, _ = build_all(notices(args.count))
+    rows, _ = build_all(notices(args.count, MOMENT))
     with database(args) as url:
         engine = make_engine(url)
         upgrade(engine)

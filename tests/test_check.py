@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from testkit.cli import run_cli
-from tests.smtp_server import free_port
+from testkit.net import free_port
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import PASSES
 

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import OperationalError
 
+from testkit.outbox import NOTIFICATIONS, queue_notice
 from tests.big_portfolio import MOMENT, build_first_pass
-from tests.smtp_server import NOTIFICATIONS, queue_notice
 from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
 from worker.db.schema import PASSES

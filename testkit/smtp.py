@@ -1,41 +1,47 @@
-"""A real SMTP server for the delivery tests: aiosmtpd, scripted like the in-memory twin.
+"""A real SMTP server (aiosmtpd) for the delivery tests and benchmarks, in two forms.
 
-The server follows a `worker.mail.transports.memory.Script` (the same object the twin follows):
-its greeting (421, or silence), its replies to MAIL, RCPT and DATA, and a connection
-dropped after the data. STARTTLS, implicit TLS and AUTH use a certificate issued by a
-throwaway CA (trustme) for `localhost` and 127.0.0.1; clients trust that CA alone.
+- `smtp_server()`: in this process, in its own thread and event loop, scripted like the
+  in-memory twin: it follows a `worker.mail.transports.memory.Script` (the same object
+  the twin follows): its greeting (421, or silence), its replies to MAIL, RCPT and DATA,
+  and a connection dropped after the data. STARTTLS, implicit TLS and AUTH use a
+  certificate issued by a throwaway CA (trustme) for `localhost` and 127.0.0.1; clients
+  trust that CA alone. It keeps every message it accepts.
+- `Sink` (`running_sink()`): `python -m testkit.smtp` in a process of its own, for the
+  fault tests and the delivery benchmarks: it outlives the senders they kill, runs on the
+  machine's other core, and accepts every message, `delay` seconds after its data (so
+  that messages are in flight when a test strikes).
 
-aiosmtpd's `Controller(port=0)` breaks its own start-up check, so a free port is picked
-first. The server runs in its own thread and event loop; it is stopped on exit.
-
-`queue_notice` puts one notification in the outbox as a pass would (the payload of
-`worker.mail.samples`), for the outbox and delivery tests.
+Both note the Message-ID of every message they accept before they say 250 (`Recorder`),
+so an ID is there for every message the server took: what a customer would have
+received. aiosmtpd's `Controller(port=0)` breaks its own start-up check, so a free port
+is picked first; each server is stopped on exit.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import socket
+import json
+import re
 import ssl
+import subprocess
+import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from sqlalchemy import Engine, insert
 
-from worker.db.schema import metadata
-from worker.mail.samples import sample_row
+from testkit.net import HOST, free_port
 from worker.mail.transports.memory import Script, text_of
 
-HOST = "127.0.0.1"
 USER, PASSWORD = "mailer", "s3cret p@ss"
-NOTIFICATIONS = metadata.tables["notifications"]
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -63,19 +69,51 @@ def certificates() -> Certificates:
     return Certificates(server, client)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+class Recorder:
+    """aiosmtpd's DATA hook: accepts the message, `delay` seconds after its data; notes
+    its Message-ID (`message_ids`, in order) and, if `keep`, the whole message."""
+
+    def __init__(self, *, keep: bool = True, delay: float = 0.0) -> None:
+        self.keep = keep
+        self.delay = delay
+        self.received: list[Received] = []
+        self.message_ids: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope,
+    ) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        content = envelope.original_content or b""
+        found = _MESSAGE_ID.search(content)
+        with self.lock:
+            self.message_ids.append(found.group(1).decode() if found else "<none>")
+            if self.keep:
+                self.received.append(Received(str(envelope.mail_from),
+                                              tuple(envelope.rcpt_tos), content))
+        return "250 2.0.0 Queued"
+
+    def since(self, mark: int) -> list[str]:
+        """The Message-IDs accepted after the first `mark` ones."""
+        with self.lock:
+            return self.message_ids[mark:]
+
+    def count(self, mark: int = 0) -> int:
+        """How many messages were accepted after the first `mark` ones."""
+        with self.lock:
+            return max(0, len(self.message_ids) - mark)
 
 
-class Handler:
+# --- in this process, scripted ---------------------------------------------------------
+
+
+class Handler(Recorder):
     """aiosmtpd hooks answering as the script says; keeps what it accepted."""
 
     def __init__(self, script: Script) -> None:
+        super().__init__()
         self.script = script
-        self.received: list[Received] = []
-        self.lock = threading.Lock()
         self.connection_limit: int | None = None  # 421 to any connection beyond it
         self.active = 0
         self.logins: list[tuple[str, bool]] = []  # (user name, over TLS) per AUTH
@@ -118,11 +156,7 @@ class Handler:
             await asyncio.Event().wait()  # the connection is gone; wait to be cancelled
         if self.script.data != 250:
             return f"{self.script.data} {text_of(self.script.data)}"
-        content = envelope.original_content or b""
-        with self.lock:
-            self.received.append(Received(str(envelope.mail_from),
-                                          tuple(envelope.rcpt_tos), content))
-        return "250 2.0.0 Queued"
+        return await super().handle_DATA(server, session, envelope)
 
 
 class ScriptedSMTP(SMTP):
@@ -224,21 +258,98 @@ def smtp_server(
         controller.stop()
 
 
-def queue_notice(
-    engine: Engine, *, recipients: tuple[str, ...] = ("paul@dupont.example",),
-    kind: str = "renewal_upcoming", audience: str = "customer", ref: str = "s1",
-    timezone: str = "Europe/Paris", occasion_date: date = date(2027, 3, 10),
-    locale: str = "fr", **columns: Any,
-) -> int:
-    """Insert one queued notification shaped as `worker.passes.effects` stores it (the payload
-    of `worker.mail.samples`); return its id."""
-    sample = sample_row(kind, audience, locale)
-    sample["payload"]["recipient_names"] = [f"Contact {i}" for i in range(len(recipients))]
-    row = {**{k: v for k, v in sample.items() if k != "id"},
-           "ref": ref, "occasion": f"{ref}:{occasion_date.isoformat()}",
-           "occasion_date": occasion_date, "reseller_id": "r-nuage",
-           "recipients": list(recipients), "timezone": timezone, "attempts": 0,
-           "created_at": datetime(2027, 3, 10, 8, 0, tzinfo=UTC), **columns}
-    with engine.begin() as connection:
-        return int(connection.execute(
-            insert(NOTIFICATIONS).values(row).returning(NOTIFICATIONS.c.id)).scalar_one())
+# --- in a process of its own: the sink ---------------------------------------------------
+
+
+def serve_sink(delay: float) -> None:
+    """The sink's process: serve on a free port, print it, then answer on stdin until its
+    end: `mark` (messages accepted so far), `count N` (accepted after the first N),
+    `stats N` (those and their distinct Message-IDs), `received N` (a JSON object:
+    times accepted per Message-ID)."""
+    recorder = Recorder(keep=False, delay=delay)
+    controller = Controller(recorder, hostname=HOST, port=free_port(), server_hostname="sink")
+    controller.start()
+    print(controller.port, flush=True)
+    for line in sys.stdin:
+        command, _, mark = line.strip().partition(" ")
+        if command == "mark":
+            print(recorder.count(), flush=True)
+        elif command == "count":
+            print(recorder.count(int(mark)), flush=True)
+        elif command == "stats":
+            ids = recorder.since(int(mark))
+            print(len(ids), len(set(ids)), flush=True)
+        elif command == "received":
+            print(json.dumps(Counter(recorder.since(int(mark)))), flush=True)
+    controller.stop()
+
+
+class Sink:
+    """The sink's process, seen from here: its `url`, and what it accepted, counted from
+    a `mark()` (0: from its start). It ends when closed (or when this process ends)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "testkit.smtp", "--delay", str(delay)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        port = self.process.stdout.readline().strip()
+        if not port.isdigit():
+            self.close()
+            raise RuntimeError("the SMTP sink did not start")
+        self.port = int(port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{HOST}:{self.port}"
+
+    def _ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def mark(self) -> int:
+        """An offset: `received(mark)` counts only what arrives after it."""
+        return int(self._ask("mark"))
+
+    def count(self, since: int = 0) -> int:
+        """Messages accepted (after `since`)."""
+        return int(self._ask(f"count {since}"))
+
+    def stats(self, since: int = 0) -> tuple[int, int]:
+        """(messages accepted, distinct Message-IDs) after `since`."""
+        received, distinct = self._ask(f"stats {since}").split()
+        return int(received), int(distinct)
+
+    def received(self, since: int = 0) -> Counter[str]:
+        """Messages accepted per Message-ID (after `since`)."""
+        return Counter(json.loads(self._ask(f"received {since}")))
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@contextlib.contextmanager
+def running_sink(delay: float = 0.0) -> Iterator[Sink]:
+    sink = Sink(delay)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The SMTP sink (testkit.smtp.Sink).")
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds before each 250 (messages in flight meanwhile)")
+    serve_sink(parser.parse_args().delay)
