@@ -7,7 +7,7 @@
     python scripts/bench_pass.py --database-url postgresql+psycopg://user@host/postgres
     python scripts/bench_pass.py --json                   # one JSON object on stdout
 
-In one run it builds one settled portfolio per size (scripts/bench_common.py) with the
+In one run it builds one settled portfolio per size (testkit/settled.py) with the
 same number of due records in each (`--due`), times `run_pass` at the bench moment on a
 fresh copy of each (best of `--runs`; the sizes take turns, so a change in the machine's
 load weighs on all of them), and times the naive alternative on the largest: an ORM loop
@@ -49,9 +49,11 @@ from sqlalchemy.orm import Session
 # The repository's root: `worker` from this checkout, and testkit/postgres.py for --postgres.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_common import Plan, bench_moment, build
+from bench_common import bench_moment
 from bench_report import Row, print_json, row
 
+from testkit.portfolios import Plan
+from testkit.settled import build
 from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine
 from worker.db.schema import Customer, Subscription

@@ -6,7 +6,7 @@
     python scripts/bench_replicas.py --json      # one JSON object on stdout
 
 A throwaway PostgreSQL server (testkit/postgres.py) holds one settled portfolio
-(scripts/bench_common.py: a fixed number of due records, every reseller's digest due).
+(testkit/settled.py: a fixed number of due records, every reseller's digest due).
 Each run takes a fresh copy (CREATE DATABASE … TEMPLATE) and times, from the first start
 to the last exit, real `renewal-worker run --once --as-of T` processes (pass and delivery
 to `.eml` files, one folder per process): one process, then three at once. The two take
@@ -32,12 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_common import Plan, bench_moment
+from bench_common import bench_moment
 from bench_pass import PostgresBackend, prepare, size_label
 from bench_report import print_json, row
 from sqlalchemy import create_engine, text
 
 from testkit.cli import environ
+from testkit.portfolios import Plan
 
 AIM = 1.0  # three replicas / one: at least not slower on the same work
 WORKER = [sys.executable, "-m", "worker"]

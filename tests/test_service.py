@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from testkit.cli import command, run_cli
 from testkit.net import free_port
-from tests.big_portfolio import build_first_pass
+from testkit.portfolios import build_first_pass
 from tests.portfolio import as_json, portfolio
 from tests.service_process import BOUND, count, events, get, started, stop, wait_for
 from worker.config.policy import build_policy

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from testkit.net import free_port
+from testkit.portfolios import build_first_pass
 from testkit.postgres import PostgresUnavailable, Server, server_process
-from tests.big_portfolio import build_first_pass
 from tests.service_process import count, events, get, started, stop, wait_for
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
 
