@@ -33,24 +33,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from bench_common import MOMENT, database
 from sqlalchemy import Engine, select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from testkit.net import HOST
 from testkit.outbox import NOTIFICATIONS, build_all, notices, queue
 from testkit.smtp import Sink
 from worker.config.policy import load_policy
@@ -61,9 +56,7 @@ from worker.mail.outbox import deliver_due, stamp_date
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 from worker.support.logs import configure_logging
 
-MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)  # inside every sample zone's window
 AIM = 0.7
-HOST = "127.0.0.1"
 
 
 # --- the notices ----------------------------------------------------------------------
@@ -201,21 +194,6 @@ def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | Non
     print(f"  outbox / plain: {ratio:.2f} (aim >= {AIM}: {verdict})")
 
 
-@contextlib.contextmanager
-def database(args: argparse.Namespace) -> Iterator[str]:
-    """The URL of an empty database: a SQLite file, a throwaway PostgreSQL, or given."""
-    if args.postgres:
-        from testkit.postgres import running_server  # noqa: PLC0415 - only when asked
-
-        with running_server() as url:
-            yield url
-    elif args.database_url:
-        yield args.database_url
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-delivery-") as folder:
-            yield f"sqlite:///{folder}/outbox.db"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -230,7 +208,7 @@ def main() -> None:
     configure_logging(level="warning")
     rows = notices(args.count, MOMENT)
     built, build_rate = build_all(rows)
-    with database(args) as url:
+    with database("delivery", postgres=args.postgres, url=args.database_url) as url:
         engine = make_engine(url)
         upgrade(engine)
         sink = Sink()

@@ -30,15 +30,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_delivery import MOMENT, database
+from bench_common import MOMENT, database
 from sqlalchemy import Engine, func, select
 
+from testkit.net import HOST
 from testkit.outbox import build_all, notices, queue
 from testkit.smtp import Sink
 from worker.config.policy import load_policy
@@ -49,7 +46,6 @@ from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 from worker.support.logs import configure_logging
 
 AIM = 10
-HOST = "127.0.0.1"
 
 
 def drain_now(url: str, port: int, connections: int, ahead: timedelta = timedelta(0)) -> int:
@@ -114,7 +110,7 @@ def main() -> None:
         drain_now(url, int(port), int(connections))
         return
     rows, _ = build_all(notices(args.count, MOMENT))
-    with database(args) as url:
+    with database("kill", postgres=args.postgres, url=args.database_url) as url:
         engine = make_engine(url)
         upgrade(engine)
         sink = Sink()

@@ -25,11 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_common import bench_moment
-from bench_pass import SqliteBackend, prepare, size_label
-from bench_report import print_json, row
+from bench_common import SqliteBackend, bench_moment, prepare, print_json, row, size_label
 
 from testkit.portfolios import Plan
 

@@ -30,22 +30,25 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_common import bench_moment
-from bench_pass import PostgresBackend, prepare, size_label
-from bench_report import print_json, row
+from bench_common import (
+    PostgresBackend,
+    bench_moment,
+    log,
+    prepare,
+    print_json,
+    row,
+    size_label,
+)
 from sqlalchemy import create_engine, text
 
 from testkit.cli import environ
 from testkit.portfolios import Plan
+from testkit.postgres import running_server
+from worker.config.policy import load_policy
+from worker.support.logs import configure_logging
 
 AIM = 1.0  # three replicas / one: at least not slower on the same work
 WORKER = [sys.executable, "-m", "worker"]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.size, args.due, args.runs = 20_000, 2000, 1
-    from testkit.postgres import running_server  # noqa: PLC0415
-    from worker.config.policy import load_policy  # noqa: PLC0415
-    from worker.support.logs import configure_logging  # noqa: PLC0415
-
     configure_logging(json=True, level="warning")
     plan = Plan(args.size, args.due, bench_moment(args.moment))
     single: list[Run] = []

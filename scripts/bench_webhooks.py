@@ -29,22 +29,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
+from bench_common import MOMENT, database
 from sqlalchemy import Engine, delete, insert, select, update
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testkit.http import CountingReceiver
 from worker.config.policy import load_policy
@@ -56,7 +50,6 @@ from worker.webhooks.push import push_due
 from worker.webhooks.signing import event_body
 
 AIM = 0.7
-MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -113,18 +106,6 @@ def timed(what: str, run: object, receiver: CountingReceiver, count: int) -> tup
     return seconds, cpu
 
 
-@contextlib.contextmanager
-def database(args: argparse.Namespace) -> Iterator[str]:
-    if args.postgres:
-        from testkit.postgres import running_server  # noqa: PLC0415 - only when asked
-
-        with running_server() as url:
-            yield url
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as folder:
-            yield f"sqlite:///{folder}/webhooks.db"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=5000)
@@ -137,7 +118,7 @@ def main() -> None:
     configure_logging(level="warning")
     receiver = CountingReceiver()
     try:
-        with database(args) as url:
+        with database("webhooks", postgres=args.postgres) as url:
             engine = make_engine(url)
             upgrade(engine)
             base = load_policy()
