@@ -286,7 +286,8 @@ def serve_sink(delay: float) -> None:
 
 class Sink:
     """The sink's process, seen from here: its `url`, and what it accepted, counted from
-    a `mark()` (0: from its start). It ends when closed (or when this process ends)."""
+    a `mark()` (0: from its start). It ends when closed, or at the end of its stdin (when
+    this process ends)."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.process = subprocess.Popen(
@@ -328,15 +329,17 @@ class Sink:
         return Counter(json.loads(self._ask(f"received {since}")))
 
     def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
+        """SIGTERM, not the end of its stdin: a process forked from this one (the crash
+        matrix forks its runs) may still hold that pipe open."""
+        self.process.terminate()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
 
 
 @contextlib.contextmanager
