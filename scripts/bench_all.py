@@ -7,7 +7,7 @@
 
 Each benchmark script (scripts/bench_*.py but this one and the helper modules) runs in
 its own process with `--json` (and `--quick` when asked and understood), its report
-passing through on standard error, and prints one JSON object (scripts/bench_report.py).
+passing through on standard error, and prints one JSON object (scripts/bench_common.py).
 The figures become one Markdown table (bench, figure, value, baseline, ratio, aim, met?)
 printed on standard output and written to var/bench/latest.md with the command, the
 machine and each script's duration. bench_pass and bench_memory share their prepared
@@ -35,7 +35,7 @@ from typing import Any
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 OUTPUT = ROOT / "var" / "bench" / "latest.md"
-HELPERS = {"bench_all", "bench_common", "bench_report"}  # modules, not benchmarks
+HELPERS = {"bench_all", "bench_common"}  # modules, not benchmarks
 FIRST = ("pass", "memory", "delivery", "kill", "webhooks", "replicas")  # table order
 TIMEOUT_SECONDS = 4 * 3600
 # The settled portfolios that bench_pass and bench_memory both build (up to 1M

@@ -1,520 +1,59 @@
-"""A settled portfolio for benchmarks, written with Core bulk inserts.
+"""What the benchmark scripts share with each other (what they share with the tests is
+in testkit/): the figures they print for scripts/bench_all.py, the bench moment, and
+where their databases live.
 
-Every row is in the state a daily pass the day before the bench moment left it: the
-rules themselves (`evaluate_subscription`, `evaluate_payment`, `evaluate_invitation`,
-`digest_timing`) are run on each generated record at that earlier moment, and their
-status, bucket, standing, next check and notices (stored as already sent) are what is
-written. Identical subscription states are evaluated once (the rule is pure).
+With `--json` every benchmark prints one JSON object on standard output, and its human
+report on standard error, so that standard output holds that object alone:
 
-Due records: exactly `Plan.due` records have their next check on the bench day, the same
-number whatever the portfolio's size. Background records are drawn from a realistic mix
-(mostly active yearly terms, some monthly, renewed, in grace, lapsed, not started) and
-redrawn when the rule says they would also be due on the bench day; on a real portfolio
-about 1.4 % of subscriptions are due on a given day, here only the planned ones are.
+    {"bench": NAME, "rows": [{"figure": TEXT, "value": NUMBER, "unit": TEXT,
+                              "baseline": TEXT or null, "ratio": NUMBER or null,
+                              "aim": TEXT or null}]}
+
+`aim` is written as a comparison of the ratio (or, without a ratio, of the value) with a
+number: "<= 1.3", ">= 20".
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from testkit.portfolios import Plan
+from testkit.postgres import running_server
+from testkit.settled import build
 from worker.config.policy import Policy
-from worker.db.engine import MIGRATIONS, upgrade
-from worker.db.schema import (
-    Customer,
-    Notification,
-    PurchaseAuthorization,
-    Reseller,
-    Subscription,
-)
-from worker.passes.effects import deliveries
-from worker.passes.evaluate import FAR_FUTURE
-from worker.rules.calendar import add_months, anchor_day, local_midnight
-from worker.rules.digest import digest_timing
-from worker.rules.invitations import Invitation, evaluate_invitation
-from worker.rules.model import Notice
-from worker.rules.payments import Invoice, Standing, evaluate_payment
-from worker.rules.subscriptions import (
-    PENDING_START,
-    Renewal,
-    SubscriptionResult,
-    SubscriptionState,
-    evaluate_subscription,
-)
+from worker.db.engine import make_engine
 
-GENERATOR_VERSION = 1  # bump when the generated data changes (prepared files are reused)
-CHUNK = 10_000
-RESELLER_ZONES = ("Europe/Paris", "Europe/London", "America/Toronto", "Europe/Berlin",
-                  "America/New_York")
-CUSTOMER_ZONES = ("Europe/Paris", "Europe/London", "America/Toronto", "America/Los_Angeles",
-                  "Pacific/Auckland", "Asia/Tokyo", "UTC", "Australia/Sydney")
-PRODUCTS = ("TBox", "Signatures for Microsoft 365", "Stratocast", "Worry-Free Services",
-            "Acrobat Pro")
-DUE_OFFSETS = (45, 30, 0)  # days from the bench day to the AD of a due subscription
+# Inside every sample zone's send window: the delivery, kill and webhook benchmarks' moment.
+MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What to generate: sizes, due records and the bench moment."""
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
-    subscriptions: int
-    due: int
-    moment: datetime
-    resellers: int = 50
-    seed: int = 20270310
 
-    @property
-    def customers(self) -> int:
-        return max(1, self.subscriptions // 3)
+def row(figure: str, value: float, unit: str, *, baseline: str | None = None,
+        ratio: float | None = None, aim: str | None = None) -> Row:
+    return {"figure": figure, "value": round(value, 4), "unit": unit, "baseline": baseline,
+            "ratio": None if ratio is None else round(ratio, 4), "aim": aim}
 
-    @property
-    def due_customers(self) -> int:
-        return self.due // 10
 
-    @property
-    def due_subscriptions(self) -> int:
-        return self.due - self.due_customers
-
-    @property
-    def settled_at(self) -> datetime:
-        """The moment of the previous daily pass."""
-        return self.moment - timedelta(days=1)
-
-    def name(self) -> str:
-        """Names the prepared database: parameters, generator and migrations."""
-        stamp = self.moment.strftime("%Y%m%dt%H%M")
-        return (f"bench_v{GENERATOR_VERSION}_{schema_stamp()}_{self.subscriptions}_"
-                f"{self.due}_{self.resellers}_{self.seed}_{stamp}")
-
-
-def schema_stamp() -> str:
-    """Short hash of the migration scripts: a prepared database of another schema is
-    never reused, even when a migration was edited in place."""
-    digest = hashlib.sha256()
-    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:8]
-
-
-@dataclass(frozen=True, slots=True)
-class Zone:
-    """A customer timezone with its local dates at the previous and the bench pass."""
-
-    zone: ZoneInfo
-    settled_on: date
-    bench_on: date
-
-
-@dataclass
-class Portfolio:
-    """What the customer pass hands to the subscription pass, and row counts."""
-
-    customer_zone: list[int] = field(default_factory=list)
-    customer_reseller: list[int] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-# --- people -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Person:
-    name: str
-    email: str
-
-
-@dataclass(frozen=True, slots=True)
-class _ResellerView:
-    """Enough of worker.passes.snapshots.ResellerInfo for `deliveries`."""
-
-    id: str
-    name: str
-    email: str
-    locale: str
-    timezone: str
-    managers: dict[str, _Person]
-
-
-@dataclass(frozen=True, slots=True)
-class _CustomerView:
-    admins: tuple[_Person, ...]
-    locale: str
-    zone: ZoneInfo
-    managed_by: str | None
-
-
-def reseller_id(index: int) -> str:
-    return f"R{index:03d}"
-
-
-def customer_id(index: int) -> str:
-    return f"C{index:08d}"
-
-
-def _managers(index: int) -> list[Row]:
-    rid = reseller_id(index)
-    return [{"id": f"{rid}-AM{k}", "name": f"Manager {k} of {rid}",
-             "email": f"am{k}@{rid.lower()}.example"} for k in range(3)]
-
-
-def _reseller_view(index: int) -> _ResellerView:
-    rid = reseller_id(index)
-    managers = {m["id"]: _Person(m["name"], m["email"]) for m in _managers(index)}
-    return _ResellerView(rid, f"Reseller {rid}", f"ops@{rid.lower()}.example",
-                         "fr" if index % 2 else "en", RESELLER_ZONES[index % len(RESELLER_ZONES)],
-                         managers)
-
-
-def _admins(index: int) -> list[Row]:
-    cid = customer_id(index)
-    return [{"name": f"Admin {k} of {cid}", "email": f"admin{k}@{cid.lower()}.example"}
-            for k in range(1 + index % 2)]
-
-
-def _manager_of(index: int, reseller: int) -> str | None:
-    return None if index % 4 == 0 else f"{reseller_id(reseller)}-AM{index % 3}"
-
-
-def _customer_view(index: int, reseller: int, zone: Zone) -> _CustomerView:
-    admins = tuple(_Person(a["name"], a["email"]) for a in _admins(index))
-    return _CustomerView(admins, "fr" if index % 2 else "en", zone.zone,
-                         _manager_of(index, reseller))
-
-
-# --- history: the notices the previous passes sent -----------------------------------
-
-
-class History:
-    """Notices of the settled state, written as already sent."""
-
-    def __init__(self, plan: Plan, resellers: list[_ResellerView]) -> None:
-        self.plan = plan
-        self.resellers = resellers
-        self.rows: list[Row] = []
-
-    def add(self, notice: Notice, ref: str, customer: _CustomerView, reseller: int) -> None:
-        view = self.resellers[reseller]
-        for delivery in deliveries(notice.kind, customer, view):  # type: ignore[arg-type]
-            sent = self.plan.settled_at
-            self.rows.append({
-                "kind": notice.kind, "ref": ref, "occasion": notice.occasion,
-                "audience": delivery.audience, "occasion_date": notice.occasion_date,
-                "reseller_id": view.id, "recipients": list(delivery.recipients),
-                "locale": delivery.locale, "timezone": delivery.timezone, "payload": {},
-                "status": "sent", "created_at": sent, "pass_id": None, "not_before": None,
-                "attempts": 1, "last_error": None, "sent_at": sent,
-                "message_id": f"<{notice.kind}.{ref}.{len(self.rows)}@bench.example>",
-            })
-
-    def take(self) -> list[Row]:
-        rows, self.rows = self.rows, []
-        return rows
-
-
-# --- resellers -----------------------------------------------------------------------
-
-
-def reseller_rows(plan: Plan, policy: Policy) -> list[Row]:
-    """Resellers whose digest of the previous day went out: the next one is due at 08:00."""
-    rows = []
-    for index in range(plan.resellers):
-        view = _reseller_view(index)
-        timing = digest_timing(plan.settled_at, ZoneInfo(view.timezone), policy)
-        rows.append({
-            "id": view.id, "name": view.name, "email": view.email,
-            "sender_name": view.name, "reply_to": None, "locale": view.locale,
-            "timezone": view.timezone, "account_managers": _managers(index),
-            "next_digest_at": timing.next_at,
-        })
-    return rows
-
-
-def zones(plan: Plan) -> list[Zone]:
-    found = []
-    for name in CUSTOMER_ZONES:
-        zone = ZoneInfo(name)
-        found.append(Zone(zone, plan.settled_at.astimezone(zone).date(),
-                          plan.moment.astimezone(zone).date()))
-    return found
-
-
-# --- customers -----------------------------------------------------------------------
-
-
-def _invoices(rng: random.Random, cid: str, zone: Zone, due: bool) -> list[Invoice]:
-    """Paid history for some; an unpaid item for a few; day 31 on the bench day if due."""
-    items: list[Invoice] = []
-    if due:
-        return [Invoice(f"{cid}-PA0", zone.bench_on - timedelta(days=31), None)]
-    if rng.random() < 0.3:
-        asked = zone.settled_on - timedelta(days=rng.randint(40, 700))
-        items.append(Invoice(f"{cid}-PA0", asked, asked + timedelta(days=rng.randint(0, 20))))
-    if rng.random() < 0.05:
-        asked = zone.settled_on - timedelta(days=rng.randint(0, 29))
-        items.append(Invoice(f"{cid}-PA1", asked, None))
-    elif rng.random() < 0.01:  # already late, long before the bench day
-        asked = zone.settled_on - timedelta(days=rng.randint(32, 58))
-        items.append(Invoice(f"{cid}-PA1", asked, None))
-    return items
-
-
-def _invitation(rng: random.Random, zone: Zone) -> Invitation:
-    sent = local_midnight(zone.settled_on - timedelta(days=rng.randint(40, 900)), zone.zone)
-    status = "pending" if rng.random() < 0.02 else "accepted"
-    return Invitation(status, sent + timedelta(hours=10))
-
-
-def _settle_customer(
-    cid: str, invoices: list[Invoice], invitation: Invitation, zone: Zone, policy: Policy
-) -> tuple[Standing, list[Notice], datetime]:
-    payment = evaluate_payment(cid, Standing(), tuple(invoices), zone.settled_on, policy)
-    invited = evaluate_invitation(cid, invitation, zone.settled_on, zone.zone, policy)
-    checks = [d for d in (payment.next_check_on, invited.next_check_on) if d is not None]
-    check_at = local_midnight(min(checks), zone.zone) if checks else FAR_FUTURE
-    notices = list(payment.notices) + ([invited.notice] if invited.notice else [])
-    return payment.standing, notices, check_at
-
-
-def _draw_customer(
-    rng: random.Random, cid: str, zone: Zone, plan: Plan, policy: Policy, *, due: bool
-) -> tuple[list[Invoice], Invitation, tuple[Standing, list[Notice], datetime]]:
-    """A customer and its settled state; due on the bench day exactly when planned.
-
-    Redrawn when not: the payment rule also wakes a customer on day 31 and 61 of an
-    invoice already paid (payments._next_check_on counts every item's event days)."""
-    while True:
-        items, invitation = _invoices(rng, cid, zone, due), _invitation(rng, zone)
-        settled = _settle_customer(cid, items, invitation, zone, policy)
-        if (settled[2] <= plan.moment) == due:
-            return items, invitation, settled
-        if due:
-            raise AssertionError(f"planned due customer {cid} is not due")
-
-
-def customer_rows(
-    plan: Plan, policy: Policy, portfolio: Portfolio, history: History
-) -> Iterator[tuple[list[Row], list[Row]]]:
-    """(customers, purchase authorizations) in chunks; fills `portfolio` on the way."""
-    rng = random.Random(plan.seed)
-    all_zones = zones(plan)
-    due = set(rng.sample(range(plan.customers), plan.due_customers))
-    customers: list[Row] = []
-    invoices: list[Row] = []
-    for index in range(plan.customers):
-        cid, reseller, zone_index = customer_id(index), index % plan.resellers, rng.randrange(8)
-        zone = all_zones[zone_index]
-        portfolio.customer_zone.append(zone_index)
-        portfolio.customer_reseller.append(reseller)
-        items, invitation, (standing, notices, check_at) = _draw_customer(
-            rng, cid, zone, plan, policy, due=index in due)
-        for notice in notices:
-            history.add(notice, cid, _customer_view(index, reseller, zone), reseller)
-        customers.append(_customer_row(index, reseller=reseller, zone=zone, invitation=invitation,
-                                       standing=standing, check_at=check_at))
-        invoices += [{"id": i.id, "customer_id": cid, "requested_on": i.requested_on,
-                      "paid_on": i.paid_on} for i in items]
-        if len(customers) == CHUNK:
-            yield customers, invoices
-            customers, invoices = [], []
-    yield customers, invoices
-
-
-def _customer_row(
-    index: int, *, reseller: int, zone: Zone, invitation: Invitation, standing: Standing,
-    check_at: datetime,
-) -> Row:
-    return {
-        "id": customer_id(index), "reseller_id": reseller_id(reseller),
-        "name": f"Customer {index}", "segment": ("commercial", "education", "government")[
-            index % 3], "locale": "fr" if index % 2 else "en", "timezone": zone.zone.key,
-        "country": "FR", "managed_by": _manager_of(index, reseller), "admins": _admins(index),
-        "account_state": "suspended" if index % 997 == 0 else "active",
-        "invitation_status": invitation.status, "invitation_sent_at": invitation.sent_at,
-        "payment_standing": standing.standing, "payment_episode": standing.episode,
-        "payment_since": standing.since, "late_notice_barred": standing.late_barred,
-        "next_check_at": check_at, "error": None,
-    }
-
-
-# --- subscriptions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Terms:
-    """The facts of one generated subscription (what an import would have written)."""
-
-    start: date
-    anniversary: date
-    term_months: int
-    auto_renew: bool
-    renewal: Renewal | None = None
-
-    def state(self) -> SubscriptionState:
-        return SubscriptionState(
-            id="bench", start_date=self.start, anniversary_date=self.anniversary,
-            anchor_day=anchor_day(self.start, self.anniversary), term_months=self.term_months,
-            first_term_extended=False, auto_renew=self.auto_renew, renewal=self.renewal,
-            renewal_spent_through=None, pending_change=None, status=PENDING_START,
-            status_since=None,
-        )
-
-
-def _term(rng: random.Random) -> int:
-    draw = rng.random()
-    return 1 if draw < 0.10 else 36 if draw < 0.15 else 12
-
-
-def _running(rng: random.Random, today: date, term: int, auto: bool, within: int) -> _Terms:
-    """A term running today, its AD within `within` days, started 1 to 4 years ago."""
-    anniversary = today + timedelta(days=rng.randint(1, within))
-    months_ago = term * rng.randint(1, 4) if term >= 12 else rng.randint(1, 48)
-    return _Terms(add_months(anniversary, -months_ago, anniversary.day), anniversary,
-                  term, auto)
-
-
-def _background(rng: random.Random, today: date) -> _Terms:
-    """One subscription of the usual mix, as the import described it."""
-    draw, term, auto = rng.random(), _term(rng), rng.random() < 0.6
-    if draw < 0.01:  # not started yet
-        start = today + timedelta(days=rng.randint(2, 60))
-        return _Terms(start, add_months(start, 12, start.day), 12, auto)
-    if draw < 0.05:  # in grace or lapsed: no renewal, no auto-renew
-        anniversary = today - timedelta(days=rng.randint(0, 120))
-        return _Terms(add_months(anniversary, -12, anniversary.day), anniversary, 12, False)
-    if draw < 0.07:  # a renewal already ordered for the coming AD
-        running = _running(rng, today, 12, auto, within=30)
-        ordered = today - timedelta(days=rng.randint(0, 20))
-        return _Terms(running.start, running.anniversary, 12, auto, Renewal(ordered, 1))
-    return _running(rng, today, term, auto, within=30 * term)
-
-
-def _due(rng: random.Random, bench_on: date, number: int) -> _Terms:
-    anniversary = bench_on + timedelta(days=DUE_OFFSETS[number % len(DUE_OFFSETS)])
-    years_ago = rng.randint(1, 4)
-    return _Terms(add_months(anniversary, -12 * years_ago, anniversary.day), anniversary, 12,
-                  number % 2 == 0)
-
-
-class Settler:
-    """`evaluate_subscription` at the previous pass, once per distinct state."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.cache: dict[tuple[_Terms, date], SubscriptionResult] = {}
-
-    def settle(self, terms: _Terms, today: date) -> SubscriptionResult:
-        key = (terms, today)
-        result = self.cache.get(key)
-        if result is None:
-            result = evaluate_subscription(terms.state(), today, self.policy)
-            self.cache[key] = result
-        return result
-
-
-def _draw(
-    rng: random.Random, settler: Settler, zone: Zone, due_number: int | None
-) -> tuple[_Terms, SubscriptionResult]:
-    """A subscription and its settled state; due on the bench day exactly when planned."""
-    while True:
-        if due_number is not None:
-            terms = _due(rng, zone.bench_on, due_number)
-        else:
-            terms = _background(rng, zone.settled_on)
-        result = settler.settle(terms, zone.settled_on)
-        if (result.next_check_on == zone.bench_on) == (due_number is not None):
-            return terms, result
-        if due_number is not None:
-            raise AssertionError(f"planned due subscription is not due: {terms}")
-
-
-def subscription_rows(
-    plan: Plan, policy: Policy, portfolio: Portfolio, history: History
-) -> Iterator[list[Row]]:
-    rng = random.Random(plan.seed + 1)
-    all_zones, settler = zones(plan), Settler(policy)
-    due = {index: number for number, index in
-           enumerate(rng.sample(range(plan.subscriptions), plan.due_subscriptions))}
-    rows: list[Row] = []
-    for index in range(plan.subscriptions):
-        owner = rng.randrange(plan.customers)
-        reseller = portfolio.customer_reseller[owner]
-        zone = all_zones[portfolio.customer_zone[owner]]
-        terms, result = _draw(rng, settler, zone, due.get(index))
-        sid = f"S{index:08d}"
-        for notice in result.notices:
-            history.add(notice, sid, _customer_view(owner, reseller, zone), reseller)
-        rows.append(_subscription_row(sid, owner, reseller=reseller, zone=zone, terms=terms,
-                                      result=result))
-        if len(rows) == CHUNK:
-            yield rows
-            rows = []
-    yield rows
-
-
-def _subscription_row(
-    sid: str, owner: int, *, reseller: int, zone: Zone, terms: _Terms,
-    result: SubscriptionResult,
-) -> Row:
-    state = result.state
-    check = result.next_check_on
-    change = state.pending_change
-    return {
-        "id": sid, "customer_id": customer_id(owner), "reseller_id": reseller_id(reseller),
-        "product": PRODUCTS[owner % len(PRODUCTS)], "licences": 1 + owner % 50,
-        "start_date": state.start_date, "anniversary_date": state.anniversary_date,
-        "anchor_day": state.anchor_day, "term_months": terms.term_months,
-        "current_term_months": state.term_months,
-        "first_term_extended": state.first_term_extended, "auto_renew": terms.auto_renew,
-        "renewal_ordered_on": terms.renewal.ordered_on if terms.renewal else None,
-        "renewal_years": terms.renewal.years if terms.renewal else None,
-        "renewal_spent_through": state.renewal_spent_through,
-        "pending_term_months": change.term_months if change else None,
-        "pending_due_ad": change.due_ad if change else None,
-        "status": state.status, "status_since": state.status_since, "bucket": result.bucket,
-        "next_check_at": local_midnight(check, zone.zone) if check else FAR_FUTURE,
-        "error": None,
-    }
-
-
-# --- loading -------------------------------------------------------------------------
-
-
-def _insert(connection: Connection, table: Any, rows: list[Row]) -> int:
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(table.insert(), rows[start:start + CHUNK])
-    return len(rows)
-
-
-def build(engine: Engine, plan: Plan, policy: Policy) -> dict[str, int]:
-    """Migrate an empty database and fill it with the settled portfolio; row counts."""
-    upgrade(engine)
-    portfolio = Portfolio()
-    history = History(plan, [_reseller_view(i) for i in range(plan.resellers)])
-    counts = dict.fromkeys(("resellers", "customers", "purchase_authorizations",
-                            "subscriptions", "notifications"), 0)
-    with engine.begin() as connection:
-        counts["resellers"] = _insert(connection, Reseller.__table__,
-                                      reseller_rows(plan, policy))
-        for customers, invoices in customer_rows(plan, policy, portfolio, history):
-            counts["customers"] += _insert(connection, Customer.__table__, customers)
-            counts["purchase_authorizations"] += _insert(
-                connection, PurchaseAuthorization.__table__, invoices)
-            counts["notifications"] += _insert(connection, Notification.__table__,
-                                               history.take())
-        for subscriptions in subscription_rows(plan, policy, portfolio, history):
-            counts["subscriptions"] += _insert(connection, Subscription.__table__,
-                                               subscriptions)
-            counts["notifications"] += _insert(connection, Notification.__table__,
-                                               history.take())
-    return counts
+def print_json(bench: str, rows: list[Row]) -> None:
+    print(json.dumps({"bench": bench, "rows": rows}), flush=True)
 
 
 def bench_moment(text: str) -> datetime:
@@ -522,3 +61,151 @@ def bench_moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("the bench moment needs an offset or Z")
     return moment.astimezone(UTC)
+
+
+def size_label(size: int) -> str:
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}M"
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+# --- a throwaway database ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(name: str, *, postgres: bool, url: str | None = None) -> Iterator[str]:
+    """The URL of an empty database: on a throwaway PostgreSQL server (`postgres`), the
+    one given, or a SQLite file in a temporary directory."""
+    if postgres:
+        with running_server() as server:
+            yield server
+    elif url:
+        yield url
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
+            yield f"sqlite:///{folder}/{name}.db"
+
+
+# --- where the prepared portfolios live --------------------------------------------------
+
+
+class Backend(Protocol):
+    name: str
+
+    def is_prepared(self, name: str) -> bool: ...
+    def create(self, name: str) -> str: ...
+    def seal(self, name: str) -> None: ...
+    def copy(self, name: str, copy: str) -> str: ...
+    def drop(self, name: str) -> None: ...
+    def url(self, name: str) -> str: ...
+    def facts(self) -> dict[str, str]: ...
+class SqliteBackend:
+    """Database files in a work directory; a run's fresh copy is a copy of the file."""
+
+    name = "sqlite"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def _path(self, name: str) -> Path:
+        return self.workdir / f"{name}.db"
+
+    def url(self, name: str) -> str:
+        return f"sqlite:///{self._path(name)}"
+
+    def is_prepared(self, name: str) -> bool:
+        return (self.workdir / f"{name}.ready").exists()
+
+    def create(self, name: str) -> str:
+        self.drop(name)
+        return self.url(name)
+
+    def seal(self, name: str) -> None:
+        with contextlib.closing(sqlite3.connect(self._path(name))) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (self.workdir / f"{name}.ready").touch()
+
+    def copy(self, name: str, copy: str) -> str:
+        """Copy the file and flush it to disk, so that the pass's first checkpoint does
+        not pay for writing the whole copy out."""
+        self.drop(copy)
+        shutil.copyfile(self._path(name), self._path(copy))
+        with self._path(copy).open("rb+") as handle:
+            os.fsync(handle.fileno())
+        return self.url(copy)
+
+    def drop(self, name: str) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._path(name)}{suffix}").unlink(missing_ok=True)
+        (self.workdir / f"{name}.ready").unlink(missing_ok=True)
+
+    def facts(self) -> dict[str, str]:
+        return {"sqlite": sqlite3.sqlite_version, "database files": str(self.workdir)}
+
+
+class PostgresBackend:
+    """Databases on one server; a run's fresh copy is CREATE DATABASE … TEMPLATE."""
+
+    name = "postgresql"
+    READY = "bench-ready"
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+
+    def url(self, name: str) -> str:
+        return make_url(self.server_url).set(database=name).render_as_string(
+            hide_password=False)
+
+    def _run(self, sql: str, **params: Any) -> Any:
+        with self.admin.connect() as connection:
+            result = connection.execute(text(sql), params)
+            return result.scalar() if result.returns_rows else None
+
+    def is_prepared(self, name: str) -> bool:
+        found = self._run("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                          "WHERE datname = :name", name=name)
+        return bool(found == self.READY)
+
+    def create(self, name: str) -> str:
+        self.drop(name)
+        self._run(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def seal(self, name: str) -> None:
+        engine = create_engine(self.url(name), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:  # what autovacuum would have done by now
+            connection.execute(text("VACUUM ANALYZE"))
+        engine.dispose()
+        self._run(f"COMMENT ON DATABASE \"{name}\" IS '{self.READY}'")
+
+    def copy(self, name: str, copy: str) -> str:
+        self.drop(copy)
+        self._run(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+        return self.url(copy)
+
+    def drop(self, name: str) -> None:
+        self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def facts(self) -> dict[str, str]:
+        version = str(self._run("SHOW server_version"))
+        return {"postgresql": version, "server": make_url(self.server_url).render_as_string()}
+
+
+
+def prepare(backend: Backend, plan: Plan, policy: Policy) -> float | None:
+    """Build the prepared database once (kept in --workdir); seconds, None if reused."""
+    name = plan.name()
+    if backend.is_prepared(name):
+        log(f"reusing prepared database {name}")
+        return None
+    log(f"building {plan.subscriptions:,} subscriptions ({name}) ...")
+    started = time.perf_counter()
+    engine = make_engine(backend.create(name))
+    counts = build(engine, plan, policy)
+    engine.dispose()
+    backend.seal(name)
+    seconds = time.perf_counter() - started
+    log(f"  built in {seconds:.1f} s: {counts}")
+    return seconds
+

@@ -8,12 +8,12 @@
     python scripts/bench_delivery.py --build-at-claim      # also time building while sending
 
 A local aiosmtpd sink runs in a separate process (this machine's second core), counting
-what it accepts. In one run, against that sink:
+what it accepts (testkit.smtp's `Sink`). In one run, against that sink:
 
 1. `--count` notifications are queued as a pass stores them (the payloads of
-   `worker.mail.samples`, several kinds, French and English), and their messages are built
-   once, as they would be when queued (`worker.mail.compose.build_for`); the build rate is
-   reported on its own.
+   `worker.mail.samples`, several kinds, French and English: testkit.outbox), and their
+   messages are built once, as they would be when queued (`worker.mail.compose.build_for`);
+   the build rate is reported on its own.
 2. plain: the same messages (same envelopes, same bytes, Date included) are sent with
    aiosmtplib's `sendmail` over `--connections` connections, each sending its share
    one after the other.
@@ -33,181 +33,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import json
 import os
 import platform
-import re
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import aiosmtplib
-from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, delete, insert, select
+from bench_common import MOMENT, database
+from sqlalchemy import Engine, select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from testkit.net import HOST
+from testkit.outbox import NOTIFICATIONS, build_all, notices, queue
+from testkit.smtp import Sink
 from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
-from worker.db.schema import EVENTS, MESSAGES, WEBHOOK_DELIVERIES, metadata
-from worker.mail.compose import build_for, stamp_date
+from worker.db.schema import MESSAGES
+from worker.mail.compose import stamp_date
 from worker.mail.drain import deliver_due
-from worker.mail.render import audiences_of
-from worker.mail.samples import sample_row
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
-from worker.rules.notices import KINDS
 from worker.support.logs import configure_logging
 
-NOTIFICATIONS = metadata.tables["notifications"]
-MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)  # inside every sample zone's window
 AIM = 0.7
-HOST = "127.0.0.1"
-
-
-# --- the sink (a child process) -------------------------------------------------------
-
-
-_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
-
-
-def run_sink(delay: float = 0.0) -> None:
-    """Serve on a free port; print it; on stdin answer "count" (messages received),
-    "stats" (received, distinct Message-IDs) and "reset"; stop at end of input.
-    `delay`: seconds before each 250, so that a message is in flight a while."""
-
-    class Counter:
-        received = 0
-        seen: ClassVar[collections.Counter[bytes]] = collections.Counter()
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            if delay:
-                await asyncio.sleep(delay)
-            found = _MESSAGE_ID.search(envelope.original_content or b"")
-            Counter.seen[found.group(1) if found else b"?"] += 1
-            Counter.received += 1
-            return "250 OK"
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port = sock.getsockname()[1]
-    controller = Controller(Counter(), hostname=HOST, port=port, server_hostname="sink")
-    controller.start()
-    print(port, flush=True)
-    for line in sys.stdin:
-        command = line.strip()
-        if command == "count":
-            print(Counter.received, flush=True)
-        elif command == "stats":
-            print(Counter.received, len(Counter.seen), flush=True)
-        elif command == "reset":
-            Counter.received = 0
-            Counter.seen.clear()
-            print("ok", flush=True)
-    controller.stop()
-
-
-class Sink:
-    """The sink in its own process (it outlives a killed sender)."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--sink", "--sink-delay", str(delay)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        self.port = int(self.process.stdout.readline())
-
-    def ask(self, command: str) -> str:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self.process.stdout.readline().strip()
-
-    def count(self) -> int:
-        return int(self.ask("count"))
-
-    def stats(self) -> tuple[int, int]:
-        """(messages received, distinct Message-IDs) since the last reset."""
-        received, distinct = self.ask("stats").split()
-        return int(received), int(distinct)
-
-    def reset(self) -> None:
-        self.ask("reset")
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
 
 
 # --- the notices ----------------------------------------------------------------------
-
-
-def sample_mix() -> list[dict[str, Any]]:
-    """One sample row per kind, audience and locale (fr, en, fr_CA)."""
-    return [sample_row(kind, audience, locale) for kind in KINDS
-            for audience in audiences_of(kind) for locale in ("fr", "en", "fr_CA")]
-
-
-def notices(count: int) -> list[dict[str, Any]]:
-    """`count` notification rows as a pass stores them, numbered from 1."""
-    mix = sample_mix()
-    rows = []
-    for number in range(1, count + 1):
-        sample = mix[number % len(mix)]
-        recipients = [f"client{number}.{i}@example.test"
-                      for i in range(len(sample["recipients"]))]
-        rows.append({**{k: v for k, v in sample.items() if k != "id"},
-                     "id": number, "ref": f"ref{number}", "occasion": f"bench-{number}",
-                     "occasion_date": MOMENT.date(), "reseller_id": "r-nuage",
-                     "recipients": recipients, "attempts": 0, "created_at": MOMENT,
-                     "status": "queued", "message_id": None})
-    return rows
-
-
-def build_all(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    """The rows with their messages built, as at queue time; and the build rate."""
-    started = time.perf_counter()
-    built = []
-    for row in rows:
-        data, message_id = build_for(_Row(row))
-        built.append({**row, "message_bytes": data, "message_id": message_id})
-    return built, len(rows) / (time.perf_counter() - started)
-
-
-def queue(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Store `rows` as queued notifications, and their messages (`message_bytes`) if
-    built, in place of the last run's."""
-    with engine.begin() as connection:
-        # The last run's outcomes and their events go first (events refer to notices).
-        connection.execute(delete(WEBHOOK_DELIVERIES))
-        connection.execute(delete(EVENTS))
-        connection.execute(delete(MESSAGES))
-        connection.execute(delete(NOTIFICATIONS))
-        connection.execute(insert(NOTIFICATIONS),
-                           [{k: v for k, v in row.items() if k != "message_bytes"}
-                            for row in rows])
-        messages = [{"notification_id": row["id"], "message_bytes": row["message_bytes"]}
-                    for row in rows if row.get("message_bytes")]
-        if messages:
-            connection.execute(insert(MESSAGES), messages)
-
-
-class _Row:
-    """What `build_for` reads from a SQLAlchemy row: `_mapping`."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._mapping = values
 
 
 def envelopes(engine: Engine) -> list[tuple[str, list[str], bytes]]:
@@ -342,21 +195,6 @@ def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | Non
     print(f"  outbox / plain: {ratio:.2f} (aim >= {AIM}: {verdict})")
 
 
-@contextlib.contextmanager
-def database(args: argparse.Namespace) -> Iterator[str]:
-    """The URL of an empty database: a SQLite file, a throwaway PostgreSQL, or given."""
-    if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
-
-        with running_server() as url:
-            yield url
-    elif args.database_url:
-        yield args.database_url
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-delivery-") as folder:
-            yield f"sqlite:///{folder}/outbox.db"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -364,19 +202,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--database-url", help="an empty database (default: SQLite file)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--build-at-claim", action="store_true")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--sink-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.sink:
-        run_sink(args.sink_delay)
-        return
     configure_logging(level="warning")
-    rows = notices(args.count)
+    rows = notices(args.count, MOMENT)
     built, build_rate = build_all(rows)
-    with database(args) as url:
+    with database("delivery", postgres=args.postgres, url=args.database_url) as url:
         engine = make_engine(url)
         upgrade(engine)
         sink = Sink()

@@ -6,7 +6,7 @@
     python scripts/bench_kill.py --kills 10 --json
 
 Per kill, against a local aiosmtpd sink in its own process that counts every
-Message-ID it accepts:
+Message-ID it accepts (testkit.smtp's `Sink`):
 
 1. `--count` notices are queued with their messages built (as a pass leaves them);
 2. a drain runs in a child process over `--connections` SMTP connections; once the
@@ -30,15 +30,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_delivery import MOMENT, Sink, build_all, database, notices, queue
+from bench_common import MOMENT, database
 from sqlalchemy import Engine, func, select
 
+from testkit.net import HOST
+from testkit.outbox import build_all, notices, queue
+from testkit.smtp import Sink
 from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
@@ -48,7 +47,6 @@ from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 from worker.support.logs import configure_logging
 
 AIM = 10
-HOST = "127.0.0.1"
 
 
 def drain_now(url: str, port: int, connections: int, ahead: timedelta = timedelta(0)) -> int:
@@ -75,22 +73,22 @@ def unsent(engine: Engine) -> int:
 def one_kill(engine: Engine, url: str, sink: Sink, rows: list[dict[str, Any]],
              args: argparse.Namespace) -> dict[str, int]:
     queue(engine, rows)
-    sink.reset()
+    start = sink.mark()
     child = subprocess.Popen([sys.executable, __file__, "--child", url, str(sink.port),
                               str(args.connections)])
     target = len(rows) // 3
     deadline = time.monotonic() + 120
     try:
-        while sink.stats()[0] < target:
+        while sink.count(start) < target:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the drain ended before it could be killed: use more --count")
             time.sleep(0.005)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-    at_kill = sink.stats()[0]
+    at_kill = sink.count(start)
     drain_now(url, sink.port, args.connections, ahead=timedelta(days=1))
-    received, distinct = sink.stats()
+    received, distinct = sink.stats(start)
     if distinct != len(rows) or unsent(engine):
         raise SystemExit(f"lost notices: {len(rows) - distinct} never reached the sink")
     return {"at_kill": at_kill, "duplicates": received - distinct}
@@ -103,7 +101,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--database-url", help="an empty database (default: SQLite file)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -112,8 +110,8 @@ def main() -> None:
         url, port, connections = args.child
         drain_now(url, int(port), int(connections))
         return
-    rows, _ = build_all(notices(args.count))
-    with database(args) as url:
+    rows, _ = build_all(notices(args.count, MOMENT))
+    with database("kill", postgres=args.postgres, url=args.database_url) as url:
         engine = make_engine(url)
         upgrade(engine)
         sink = Sink()

@@ -5,7 +5,7 @@
     python scripts/bench_memory.py --quick         # 10k and 100k
     python scripts/bench_memory.py --workdir var/bench/portfolios   # keep and reuse them
 
-The same settled portfolios as scripts/bench_pass.py (scripts/bench_common.py: the same
+The same settled portfolios as scripts/bench_pass.py (testkit/settled.py: the same
 due records whatever the size, every reseller's digest due). Peak RSS only grows in a
 process, so each measure is a new process: one that imports the worker, opens the
 database and stops (the idle process), and one per size that also runs the daily pass
@@ -25,11 +25,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_common import SqliteBackend, bench_moment, prepare, print_json, row, size_label
 
-from bench_common import Plan, bench_moment
-from bench_pass import SqliteBackend, prepare, size_label
-from bench_report import print_json, row
+from testkit.portfolios import Plan
 
 SCALING_AIM = 1.5  # peak RSS of the largest pass / of the smallest
 

@@ -7,7 +7,7 @@
     python scripts/bench_pass.py --database-url postgresql+psycopg://user@host/postgres
     python scripts/bench_pass.py --json                   # one JSON object on stdout
 
-In one run it builds one settled portfolio per size (scripts/bench_common.py) with the
+In one run it builds one settled portfolio per size (testkit/settled.py) with the
 same number of due records in each (`--due`), times `run_pass` at the bench moment on a
 fresh copy of each (best of `--runs`; the sizes take turns, so a change in the machine's
 load weighs on all of them), and times the naive alternative on the largest: an ORM loop
@@ -30,28 +30,32 @@ import os
 import platform
 import pstats
 import shlex
-import shutil
-import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from bench_common import (
+    Backend,
+    PostgresBackend,
+    Row,
+    SqliteBackend,
+    bench_moment,
+    log,
+    prepare,
+    print_json,
+    row,
+    size_label,
+)
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-# The repository's root: `worker` from this checkout, and tests/pg_server.py for --postgres.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_common import Plan, bench_moment, build
-from bench_report import Row, print_json, row
-
+from testkit.portfolios import Plan
+from testkit.postgres import running_server
 from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine
 from worker.db.schema import Customer, Subscription
@@ -65,123 +69,12 @@ SCALING_AIM = 1.3  # largest pass / smallest pass, same due records
 NAIVE_AIM = 20.0  # naive loop / largest pass
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- where the databases live ----------------------------------------------------------
-
-
-class Backend(Protocol):
-    name: str
-
-    def is_prepared(self, name: str) -> bool: ...
-    def create(self, name: str) -> str: ...
-    def seal(self, name: str) -> None: ...
-    def copy(self, name: str, copy: str) -> str: ...
-    def drop(self, name: str) -> None: ...
-    def url(self, name: str) -> str: ...
-    def facts(self) -> dict[str, str]: ...
-
-
-class SqliteBackend:
-    """Database files in a work directory; a run's fresh copy is a copy of the file."""
-
-    name = "sqlite"
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-
-    def _path(self, name: str) -> Path:
-        return self.workdir / f"{name}.db"
-
-    def url(self, name: str) -> str:
-        return f"sqlite:///{self._path(name)}"
-
-    def is_prepared(self, name: str) -> bool:
-        return (self.workdir / f"{name}.ready").exists()
-
-    def create(self, name: str) -> str:
-        self.drop(name)
-        return self.url(name)
-
-    def seal(self, name: str) -> None:
-        with contextlib.closing(sqlite3.connect(self._path(name))) as connection:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (self.workdir / f"{name}.ready").touch()
-
-    def copy(self, name: str, copy: str) -> str:
-        """Copy the file and flush it to disk, so that the pass's first checkpoint does
-        not pay for writing the whole copy out."""
-        self.drop(copy)
-        shutil.copyfile(self._path(name), self._path(copy))
-        with self._path(copy).open("rb+") as handle:
-            os.fsync(handle.fileno())
-        return self.url(copy)
-
-    def drop(self, name: str) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self._path(name)}{suffix}").unlink(missing_ok=True)
-        (self.workdir / f"{name}.ready").unlink(missing_ok=True)
-
-    def facts(self) -> dict[str, str]:
-        return {"sqlite": sqlite3.sqlite_version, "database files": str(self.workdir)}
-
-
-class PostgresBackend:
-    """Databases on one server; a run's fresh copy is CREATE DATABASE … TEMPLATE."""
-
-    name = "postgresql"
-    READY = "bench-ready"
-
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-
-    def url(self, name: str) -> str:
-        return make_url(self.server_url).set(database=name).render_as_string(
-            hide_password=False)
-
-    def _run(self, sql: str, **params: Any) -> Any:
-        with self.admin.connect() as connection:
-            result = connection.execute(text(sql), params)
-            return result.scalar() if result.returns_rows else None
-
-    def is_prepared(self, name: str) -> bool:
-        found = self._run("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                          "WHERE datname = :name", name=name)
-        return bool(found == self.READY)
-
-    def create(self, name: str) -> str:
-        self.drop(name)
-        self._run(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def seal(self, name: str) -> None:
-        engine = create_engine(self.url(name), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:  # what autovacuum would have done by now
-            connection.execute(text("VACUUM ANALYZE"))
-        engine.dispose()
-        self._run(f"COMMENT ON DATABASE \"{name}\" IS '{self.READY}'")
-
-    def copy(self, name: str, copy: str) -> str:
-        self.drop(copy)
-        self._run(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
-        return self.url(copy)
-
-    def drop(self, name: str) -> None:
-        self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def facts(self) -> dict[str, str]:
-        version = str(self._run("SHOW server_version"))
-        return {"postgresql": version, "server": make_url(self.server_url).render_as_string()}
 
 
 @contextlib.contextmanager
 def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
     if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
-
         with running_server() as url:
             yield PostgresBackend(url)
     elif args.database_url:
@@ -211,23 +104,6 @@ class SizeResult:
     build_seconds: float | None
     best: PassTiming
     all_seconds: list[float]
-
-
-def prepare(backend: Backend, plan: Plan, policy: Policy) -> float | None:
-    """Build the prepared database once (kept in --workdir); seconds, None if reused."""
-    name = plan.name()
-    if backend.is_prepared(name):
-        log(f"reusing prepared database {name}")
-        return None
-    log(f"building {plan.subscriptions:,} subscriptions ({name}) ...")
-    started = time.perf_counter()
-    engine = make_engine(backend.create(name))
-    counts = build(engine, plan, policy)
-    engine.dispose()
-    backend.seal(name)
-    seconds = time.perf_counter() - started
-    log(f"  built in {seconds:.1f} s: {counts}")
-    return seconds
 
 
 def timed_pass(url: str, policy: Policy, plan: Plan) -> PassTiming:
@@ -344,12 +220,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def size_label(size: int) -> str:
-    if size % 1_000_000 == 0:
-        return f"{size // 1_000_000}M"
-    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
-
-
 def queued_line(summary: PassSummary) -> str:
     queued = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.queued.items()))
     return f"queued: {queued}; transitions {len(summary.transitions)}"
@@ -431,7 +301,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="a PostgreSQL server URL (its databases are "
                         "created and dropped by the bench)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the prepared SQLite "
                         "files here; default: a temporary directory removed at the end")
     parser.add_argument("--tmp", help="parent of the temporary directory")

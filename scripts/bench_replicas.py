@@ -5,8 +5,8 @@
     python scripts/bench_replicas.py --quick     # 20k subscriptions, 2,000 due, one run
     python scripts/bench_replicas.py --json      # one JSON object on stdout
 
-A throwaway PostgreSQL server (tests/pg_server.py) holds one settled portfolio
-(scripts/bench_common.py: a fixed number of due records, every reseller's digest due).
+A throwaway PostgreSQL server (testkit/postgres.py) holds one settled portfolio
+(testkit/settled.py: a fixed number of due records, every reseller's digest due).
 Each run takes a fresh copy (CREATE DATABASE … TEMPLATE) and times, from the first start
 to the last exit, real `renewal-worker run --once --as-of T` processes (pass and delivery
 to `.eml` files, one folder per process): one process, then three at once. The two take
@@ -20,7 +20,6 @@ no Message-ID was written twice across their folders (no notice sent twice).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -31,19 +30,25 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_common import Plan, bench_moment
-from bench_pass import PostgresBackend, prepare, size_label
-from bench_report import print_json, row
+from bench_common import (
+    PostgresBackend,
+    bench_moment,
+    log,
+    prepare,
+    print_json,
+    row,
+    size_label,
+)
 from sqlalchemy import create_engine, text
+
+from testkit.cli import environ
+from testkit.portfolios import Plan
+from testkit.postgres import running_server
+from worker.config.policy import load_policy
+from worker.support.logs import configure_logging
 
 AIM = 1.0  # three replicas / one: at least not slower on the same work
 WORKER = [sys.executable, "-m", "worker"]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,11 @@ class Run:
 
 def replicas(url: str, moment: str, folder: Path, count: int) -> float:
     """Wall seconds of `count` concurrent `run --once` processes, each exiting 0."""
-    environ = {key: value for key, value in os.environ.items()
-               if key not in ("SMTP_URL", "WORKER_CONFIG", "HEALTH_PORT")}
+    envs = [environ(url, folder / f"mail-{index}") for index in range(count)]
     children = []
     started = time.perf_counter()
-    for index in range(count):
-        mail = folder / f"mail-{index}"
+    for index, env in enumerate(envs):
         log_file = (folder / f"replica-{index}.log").open("w")
-        env = environ | {"DATABASE_URL": url, "WORKER_MAIL_DIR": str(mail)}
         children.append((subprocess.Popen([*WORKER, "run", "--once", "--as-of", moment],
                                           env=env, stdout=subprocess.DEVNULL,
                                           stderr=log_file), log_file))
@@ -122,10 +124,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.size, args.due, args.runs = 20_000, 2000, 1
-    from tests.pg_server import running_server  # noqa: PLC0415
-    from worker.config.policy import load_policy  # noqa: PLC0415
-    from worker.support.logs import configure_logging  # noqa: PLC0415
-
     configure_logging(json=True, level="warning")
     plan = Plan(args.size, args.due, bench_moment(args.moment))
     single: list[Run] = []

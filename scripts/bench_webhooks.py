@@ -6,9 +6,9 @@
     python scripts/bench_webhooks.py --postgres        # a throwaway PostgreSQL server
     python scripts/bench_webhooks.py --json            # one JSON object on stdout
 
-A minimal HTTP/1.1 receiver (asyncio, keep-alive, 204 to every POST) runs in another
-process (the machine's other core), counting requests and distinct webhook-ids. In one
-run, against it:
+A minimal HTTP/1.1 receiver (testkit.http's counting receiver: asyncio, keep-alive, 204
+to every POST) runs in another process (the machine's other core), counting requests and
+distinct webhook-ids. In one run, against it:
 
 1. plain: the event bodies (the very bytes the worker sends) are POSTed with one
    `httpx.AsyncClient` over `--concurrency` connections, as many requests in flight.
@@ -29,24 +29,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
+from bench_common import MOMENT, database
 from sqlalchemy import Engine, delete, insert, select, update
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from testkit.http import CountingReceiver
 from worker.config.policy import load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
@@ -56,67 +50,7 @@ from worker.webhooks.push import push_due
 from worker.webhooks.signing import event_body
 
 AIM = 0.7
-MOMENT = datetime(2027, 3, 10, 14, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-# --- the receiver (a child process) ---------------------------------------------------
-
-
-async def serve() -> None:
-    """Answer 204 to every request; print the port; on stdin "count": requests and ids."""
-    requests, ids = 0, set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length, webhook_id = 0, None
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                    elif name.lower() == b"webhook-id":
-                        webhook_id = value.strip()
-                await reader.readexactly(length)
-                requests += 1
-                ids.add(webhook_id)
-                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, sys.stdin.readline):
-        if line.strip() == "count":
-            print(json.dumps([requests, len(ids)]), flush=True)
-            requests, ids = 0, set()
-    server.close()
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, __file__, "--serve"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
-        assert self.process.stdout is not None
-        self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}/hooks"
-
-    def take_count(self) -> tuple[int, int]:
-        """(requests, distinct webhook-ids) since the last call."""
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        requests, ids = json.loads(self.process.stdout.readline())
-        return requests, ids
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
 
 
 # --- the two ways -----------------------------------------------------------------------
@@ -157,7 +91,7 @@ def reset(engine: Engine) -> None:
         connection.execute(update(WEBHOOK_ENDPOINTS).values(enqueued_through=0))
 
 
-def timed(what: str, run: object, receiver: Receiver, count: int) -> tuple[float, float]:
+def timed(what: str, run: object, receiver: CountingReceiver, count: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process, every thread) of one run."""
     started, cpu = time.perf_counter(), time.process_time()
     if asyncio.iscoroutine(run):
@@ -172,35 +106,19 @@ def timed(what: str, run: object, receiver: Receiver, count: int) -> tuple[float
     return seconds, cpu
 
 
-@contextlib.contextmanager
-def database(args: argparse.Namespace) -> Iterator[str]:
-    if args.postgres:
-        from tests.pg_server import running_server  # noqa: PLC0415 - only when asked
-
-        with running_server() as url:
-            yield url
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as folder:
-            yield f"sqlite:///{folder}/webhooks.db"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--postgres", action="store_true",
-                        help="start a throwaway PostgreSQL server (tests/pg_server.py)")
+                        help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve())
-        return
     configure_logging(level="warning")
-    receiver = Receiver()
+    receiver = CountingReceiver()
     try:
-        with database(args) as url:
+        with database("webhooks", postgres=args.postgres) as url:
             engine = make_engine(url)
             upgrade(engine)
             base = load_policy()

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 
-from tests.pg_server import PostgresUnavailable, running_server
+from testkit.postgres import PostgresUnavailable, running_server
 from worker.config.policy import Policy, load_policy
 from worker.db.engine import make_engine, upgrade
 from worker.support.outage import OUTAGES

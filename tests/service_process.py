@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select
 
-from tests.cli import command
+from testkit.cli import command
 
 BOUND = 10  # seconds: shutdown.within_seconds in these tests
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
-from tests.cli import run_cli
+from testkit.cli import run_cli
 from tests.import_samples import (
     code,
     customer,

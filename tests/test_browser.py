@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_cli
+from testkit.cli import run_cli
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

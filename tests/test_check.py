@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from tests.cli import run_cli
-from tests.smtp_server import free_port
+from testkit.cli import run_cli
+from testkit.net import free_port
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import PASSES
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli import Result, run_cli
+from testkit.cli import Result, run_cli
 from tests.portfolio import as_json, portfolio
 
 pytestmark = pytest.mark.e2e
@@ -278,7 +278,7 @@ def test_a_pass_delivers_over_smtp_within_each_recipients_send_window(
     """Paris mail goes at 11:00 local; Los Angeles (02:00) waits; a re-run sends nothing twice."""
     from email import message_from_bytes, policy
 
-    from tests.smtp_server import smtp_server
+    from testkit.smtp import smtp_server
 
     worker("import", write(tmp_path, portfolio()))
     with smtp_server() as server:

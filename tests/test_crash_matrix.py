@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
+from testkit.outbox import NOTIFICATIONS
+from testkit.smtp import Sink, running_sink
 from tests.portfolio import as_json, portfolio
-from tests.smtp_server import NOTIFICATIONS
-from tests.smtp_sink import Sink, running_sink
 from worker.config.policy import build_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
@@ -94,8 +94,8 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
-    with running_sink(tmp_path_factory.mktemp("sink") / "received.log") as server:
+def sink() -> Iterator[Sink]:
+    with running_sink() as server:
         yield server
 
 

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tests.smtp_server import NOTIFICATIONS, queue_notice
+from testkit.outbox import NOTIFICATIONS, queue_notice
 from worker.db.failures import conflict_delay, is_conflict, is_outage
 from worker.db.runner import Database
 from worker.db.schema import EVENTS

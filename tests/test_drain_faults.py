@@ -22,8 +22,9 @@ import structlog
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from tests.cli import run_cli
-from tests.smtp_server import NOTIFICATIONS, queue_notice, smtp_server
+from testkit.cli import run_cli
+from testkit.outbox import NOTIFICATIONS, queue_notice
+from testkit.smtp import smtp_server
 from worker.config.policy import build_policy
 from worker.config.settings import Settings
 from worker.db.failures import database_backoff

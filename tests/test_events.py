@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, text, update
 
+from testkit.outbox import queue_notice
 from tests.portfolio import as_json, portfolio
-from tests.smtp_server import queue_notice
 from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
 from worker.db.schema import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from tests.cli import Result, run_cli
+from testkit.cli import Result, run_cli
 from tests.portfolio import as_json, portfolio
 from worker.cli import main
 

@@ -24,11 +24,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
-from tests.cli import command, run_cli
-from tests.pg_server import PostgresUnavailable, Server, server_process
-from tests.smtp_server import NOTIFICATIONS, queue_notice
-from tests.smtp_sink import Sink, running_sink
-from tests.webhook_receiver import running_receiver
+from testkit.cli import command, run_cli
+from testkit.http import running_receiver
+from testkit.outbox import NOTIFICATIONS, queue_notice
+from testkit.postgres import PostgresUnavailable, Server, server_process
+from testkit.smtp import Sink, running_sink
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import MESSAGES, WEBHOOK_DELIVERIES
@@ -177,7 +177,7 @@ def test_three_replicas_deliver_thousands_of_notices_exactly_once(
 ) -> None:
     """3,000 notices, three replicas draining at once: every Message-ID once."""
     ids = queue_many(database, 3000)
-    with running_sink(tmp_path / "received.log") as sink:
+    with running_sink() as sink:
         replicas += [Replica(database, sink, tmp_path, f"r{i}") for i in range(3)]
         wait_until(lambda: unsent(database) == 0, 180, "every notice sent")
         received = sink.received()
@@ -195,7 +195,7 @@ def test_a_replica_killed_mid_delivery_costs_at_most_a_few_duplicates(
     a restarted replica delivers them: nothing lost, duplicates only of messages the
     server had accepted (the same Message-ID), and no more than BOUND."""
     ids = queue_many(database, 1500)
-    with running_sink(tmp_path / "received.log", delay=0.004) as sink:
+    with running_sink(delay=0.004) as sink:
         replicas += [Replica(database, sink, tmp_path, f"r{i}") for i in range(2)]
         wait_until(lambda: sum(sink.received().values()) >= 300, 120, "delivery under way")
         replicas[0].kill()
@@ -215,7 +215,7 @@ def test_a_postgresql_restart_mid_delivery_loses_nothing_and_sends_nothing_twice
     could not write, sends nothing new while the database is away, writes them when it
     is back, and goes on: 0 lost, 0 duplicates, the outage logged once."""
     ids = queue_many(database, 1500)
-    with running_sink(tmp_path / "received.log", delay=0.004) as sink:
+    with running_sink(delay=0.004) as sink:
         replicas.append(Replica(database, sink, tmp_path, "r0"))
         wait_until(lambda: sum(sink.received().values()) >= 300, 120, "delivery under way")
         server.restart()

@@ -24,17 +24,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from tests.cli import run_cli
+from testkit.cli import run_cli
+from testkit.net import free_port
+from testkit.outbox import NOTIFICATIONS, queue_notice
+from testkit.smtp import PASSWORD, USER, TestServer, smtp_server
 from tests.portfolio import as_json, portfolio
-from tests.smtp_server import (
-    NOTIFICATIONS,
-    PASSWORD,
-    USER,
-    TestServer,
-    free_port,
-    queue_notice,
-    smtp_server,
-)
 from worker.config.policy import Policy, build_policy, load_policy
 from worker.config.settings import Settings
 from worker.db.schema import metadata

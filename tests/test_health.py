@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from tests.smtp_server import free_port
+from testkit.net import free_port
 from worker.config.policy import Policy
 from worker.db.engine import make_engine
 from worker.passes.run import PassFailed, run_pass

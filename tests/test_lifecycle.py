@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import OperationalError
 
-from tests.big_portfolio import MOMENT, build_first_pass
-from tests.smtp_server import NOTIFICATIONS, queue_notice
+from testkit.outbox import NOTIFICATIONS, queue_notice
+from testkit.portfolios import FIRST_PASS_AT, build_first_pass
 from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
 from worker.db.schema import PASSES
@@ -47,7 +47,7 @@ def test_a_pass_records_who_runs_it_and_a_heartbeat(
 ) -> None:
     """An operator can tell which process runs (or ran) a pass, and that it was alive."""
     build_first_pass(database_url, 300)
-    run_pass(engine, policy, MOMENT, clock=lambda: REAL)
+    run_pass(engine, policy, FIRST_PASS_AT, clock=lambda: REAL)
     row = pass_rows(engine)[0]
     assert (HOST, os.getpid(), REAL, "done", None) == (
         row.host, row.pid, row.heartbeat_at, row.outcome, row.error)
@@ -59,9 +59,9 @@ def test_a_stop_request_ends_the_pass_after_the_chunk_in_hand(
     """Stopping never cuts a chunk: the pass closes `interrupted`, the next one resumes."""
     build_first_pass(database_url, 3 * CHUNK)
     looks = iter([False, True])
-    first = run_pass(engine, policy, MOMENT, clock=lambda: REAL,
+    first = run_pass(engine, policy, FIRST_PASS_AT, clock=lambda: REAL,
                      stop=lambda: next(looks, True))
-    second = run_pass(engine, policy, MOMENT, clock=lambda: REAL)
+    second = run_pass(engine, policy, FIRST_PASS_AT, clock=lambda: REAL)
     rows = pass_rows(engine)
     assert ("interrupted", CHUNK) == (first.outcome, first.evaluated["subscription"])
     assert ("interrupted", REAL) == (rows[0].outcome, rows[0].finished_at)
@@ -76,7 +76,7 @@ def test_a_failed_pass_is_closed_failed_with_its_error(engine: Engine, policy: P
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
     with pytest.raises(PassFailed) as raised:
-        run_pass(engine, policy, MOMENT, clock=lambda: REAL, deliver=deliver)
+        run_pass(engine, policy, FIRST_PASS_AT, clock=lambda: REAL, deliver=deliver)
     row = pass_rows(engine)[0]
     assert raised.value.closed
     assert ("failed", REAL) == (row.outcome, row.finished_at)
@@ -95,10 +95,10 @@ def test_dead_passes_are_marked_abandoned_by_the_next_pass(
     with engine.begin() as connection:
         for trigger, host, pid, beat in rows:
             connection.execute(insert(PASSES).values(
-                started_at=beat, as_of=MOMENT, dry_run=False, trigger=trigger,
+                started_at=beat, as_of=FIRST_PASS_AT, dry_run=False, trigger=trigger,
                 outcome="running", counts={}, errors=[], host=host, pid=pid,
                 heartbeat_at=beat))
-    run_pass(engine, policy, MOMENT, clock=lambda: REAL)
+    run_pass(engine, policy, FIRST_PASS_AT, clock=lambda: REAL)
     found = {row.trigger: (row.outcome, row.error) for row in pass_rows(engine)}
     with engine.connect() as connection:
         board = dashboard(connection)
@@ -142,7 +142,7 @@ def test_abandon_reason_trusts_the_pid_on_this_host_and_the_heartbeat_elsewhere(
 def test_the_heartbeat_thread_renews_a_running_pass(engine: Engine) -> None:
     """While a pass runs its heartbeat moves on, so other replicas leave it alone."""
     with engine.begin() as connection:
-        pass_id = open_pass(connection, MOMENT, REAL, dry_run=False, trigger="once",
+        pass_id = open_pass(connection, FIRST_PASS_AT, REAL, dry_run=False, trigger="once",
                             runner=Runner.this_process())
     ticks = iter(REAL + timedelta(seconds=n) for n in range(1, 10_000))
     with Heartbeat(engine, pass_id, lambda: next(ticks), timedelta(milliseconds=20)):

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, update
 
-from tests.smtp_server import NOTIFICATIONS, queue_notice
+from testkit.outbox import NOTIFICATIONS, queue_notice
 from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine

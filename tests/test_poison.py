@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import IntegrityError
 
+from testkit.http import Receiver, running_receiver
+from testkit.outbox import NOTIFICATIONS, queue_notice
 from tests.import_samples import full_document, run
-from tests.smtp_server import NOTIFICATIONS, queue_notice
-from tests.webhook_receiver import Receiver, running_receiver
 from tests.webhooks_helpers import T0, add_event, settings_for
 from worker.config.policy import build_policy
 from worker.config.settings import Settings

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli import Result, run_cli
+from testkit.cli import Result, run_cli
 from tests.portfolio import portfolio
 
 pytestmark = pytest.mark.e2e

@@ -20,11 +20,11 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
-from tests.big_portfolio import build_first_pass
-from tests.cli import command, run_cli
+from testkit.cli import command, run_cli
+from testkit.net import free_port
+from testkit.portfolios import build_first_pass
 from tests.portfolio import as_json, portfolio
 from tests.service_process import BOUND, count, events, get, started, stop, wait_for
-from tests.smtp_server import free_port
 from worker.config.policy import build_policy
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
 from worker.service.scheduler import Jobs, serve

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.big_portfolio import build_first_pass
-from tests.pg_server import PostgresUnavailable, Server, server_process
+from testkit.net import free_port
+from testkit.portfolios import build_first_pass
+from testkit.postgres import PostgresUnavailable, Server, server_process
 from tests.service_process import count, events, get, started, stop, wait_for
-from tests.smtp_server import free_port
 from worker.db.schema import NOTIFICATIONS, PASSES, TRANSITIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

@@ -19,16 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.smtp_server import (
-    NOTIFICATIONS,
-    PASSWORD,
-    USER,
-    Certificates,
-    TestServer,
-    certificates,
-    queue_notice,
-    smtp_server,
-)
+from testkit.outbox import NOTIFICATIONS, queue_notice
+from testkit.smtp import PASSWORD, USER, Certificates, TestServer, certificates, smtp_server
 from worker.config.policy import build_policy
 from worker.config.settings import Settings
 from worker.mail.drain import DeliveryCounts, deliver_due

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 
-from tests.webhook_receiver import Receiver, closed_port_url, running_receiver
+from testkit.http import Receiver, closed_port_url, running_receiver
 from tests.webhooks_helpers import OLD_SECRET, SECRET, T0, add_event, settings_for, with_webhooks
 from worker.config.policy import Policy
 from worker.config.settings import Settings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_cli
-from tests.webhook_receiver import running_receiver
+from testkit.cli import run_cli
+from testkit.http import running_receiver
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine
 

@@ -1,7 +1,7 @@
 """The in-memory twin of the SMTP mailer: same verdicts, no network.
 
 It follows a `Script` (what the server answers at each step); the test SMTP server in
-`tests/smtp_server.py` follows the same `Script`, so one contract test can run against
+`testkit/smtp.py` follows the same `Script`, so one contract test can run against
 both and expect the same `Outcome`. Like Django's locmem backend it still checks the
 message: a Message-ID equal to the envelope's, a Date, From and To headers.
 """

@@ -1,8 +1,9 @@
-"""A throwaway PostgreSQL server for the test session, started from Debian's binaries.
+"""A throwaway PostgreSQL server, started from Debian's binaries: the test session's
+(tests/conftest.py, and the fault tests' own servers) and the benchmarks' `--postgres`.
 
 pytest-postgresql refuses to run as root, and these machines run everything as root, so
 the server is started here as the `postgres` user on a free loopback port, in a fresh
-data directory, and stopped at the end of the session.
+data directory, and stopped (and deleted) when its block ends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.net import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     """No PostgreSQL binaries on this machine."""
@@ -32,12 +35,6 @@ def _bin_dir() -> Path:
             raise PostgresUnavailable("PostgreSQL is not installed (no initdb found)")
         return Path(found).parent
     return Path(candidates[0]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -104,7 +101,7 @@ def server_process() -> Iterator[Server]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]),
