@@ -226,3 +226,17 @@ def test_dkim_keygen_writes_a_key_whose_printed_record_verifies_its_signatures(
         assert sealed is not None
         assert verifies(sealed, dns_of(key))
         assert (tmp_path / f"nuage.example.{selector}.key").stat().st_mode & 0o077 == 0
+
+
+def test_openssl_makes_the_very_rsa_signature_dkimpy_would(keys: dict[str, Path]) -> None:
+    """PKCS#1 v1.5 is deterministic: the OpenSSL step gives dkimpy's own bytes."""
+    import hashlib
+
+    from dkim.crypto import parse_pem_private_key
+
+    from worker.mail import dkim as signing
+
+    key = read_key(keys["rsa"], "nuage.example", "rw2027")
+    private = parse_pem_private_key(key.private)
+    digest = hashlib.sha256(b"from:ops@nuage.example\r\n")
+    assert signing._rsa_sign(digest, private) == signing._DKIMPY_RSA_SIGN(digest, private)

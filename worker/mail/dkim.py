@@ -18,6 +18,14 @@ and signature on it) is kept by the mail queue for the notice's next attempts an
 as it is (`is_sealed`), instead of being stamped with a new Date and signed again. An
 unsigned message keeps the old behaviour: a new Date at each hand-over.
 
+RSA arithmetic. dkimpy computes the RSA signature in pure Python (about 7.5 ms of CPU
+per message with a 2048-bit key here, 20 times OpenSSL's 0.4 ms): that alone held
+delivery with RSA signing to a tenth of the plain rate. dkimpy still canonicalizes,
+hashes and writes the header; only its `RSASSA_PKCS1_v1_5_sign(hash, key)` step is done
+by OpenSSL (the `cryptography` package) for the keys read here, the same PKCS#1 v1.5
+signature over the same digest, byte for byte (the tests verify every signature with
+dkimpy's own verifier). Keys this module did not read keep dkimpy's own arithmetic.
+
 `generate` makes a new key and `dns_record` the TXT record to publish for it.
 
 Imports: worker.config, worker.errors.
@@ -26,16 +34,16 @@ Imports: worker.config, worker.errors.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from worker.config.policy import DkimKeyPolicy, Policy
 from worker.errors import ConfigError
@@ -46,7 +54,24 @@ SIGNED = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mim
           b"content-type", b"content-language", b"auto-submitted", b"x-notification-kind")
 _RELAXED = (b"relaxed", b"relaxed")
 _SEALED = b"dkim-signature:"
-_HEADER_PARSER = BytesHeaderParser()
+_FROM = re.compile(rb"^from:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
+_OPENSSL_KEYS: dict[int, rsa.RSAPrivateKey] = {}  # by modulus: the keys read here
+_PREHASHED = {"sha256": utils.Prehashed(hashes.SHA256()),
+              "sha1": utils.Prehashed(hashes.SHA1())}  # noqa: S303 - dkimpy's rsa-sha1
+_DKIMPY_RSA_SIGN: Callable[[Any, Mapping[str, int]], bytes] = dkim.RSASSA_PKCS1_v1_5_sign
+
+
+def _rsa_sign(digest: Any, private_key: Mapping[str, int]) -> bytes:
+    """dkimpy's RSASSA-PKCS1-v1_5 step, by OpenSSL for the keys read here (module
+    docstring); `digest` is dkimpy's hash object of the signed headers."""
+    key = _OPENSSL_KEYS.get(private_key["modulus"])
+    algorithm = _PREHASHED.get(str(getattr(digest, "name", "")).lower())
+    if key is None or algorithm is None:
+        return _DKIMPY_RSA_SIGN(digest, private_key)
+    return key.sign(digest.digest(), padding.PKCS1v15(), algorithm)
+
+
+dkim.RSASSA_PKCS1_v1_5_sign = _rsa_sign
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +126,7 @@ def _parse_key(data: bytes, domain: str, selector: str) -> DkimKey:
     if key.key_size < MIN_RSA_BITS:
         raise ValueError(f"an RSA key of {key.key_size} bits is too short (at least "
                          f"{MIN_RSA_BITS})")
+    _OPENSSL_KEYS[key.private_numbers().public_numbers.n] = key
     pem = key.private_bytes(serialization.Encoding.PEM,
                             serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
@@ -124,9 +150,12 @@ def is_sealed(data: bytes) -> bool:
 
 
 def from_domain(data: bytes) -> str | None:
-    """The domain of the message's From address (lowercase), or None."""
+    """The domain of the message's only From address (lowercase), or None."""
     head = data.split(b"\r\n\r\n", 1)[0]
-    found = getaddresses(_HEADER_PARSER.parsebytes(head + b"\r\n\r\n").get_all("From", []))
+    headers = _FROM.findall(head)
+    if len(headers) != 1:
+        return None
+    found = getaddresses([headers[0].decode("utf-8", "replace")])
     if len(found) != 1 or "@" not in found[0][1]:
         return None
     return found[0][1].rpartition("@")[2].lower()
