@@ -195,7 +195,7 @@ def test_a_missing_unreadable_or_weak_key_is_refused_naming_its_domain(
     assert "nuage.example" in str(raised.value)
 
 
-def test_run_stops_at_start_with_exit_2_on_a_weak_key(tmp_path: Path) -> None:
+def test_run_stops_at_start_with_exit_2_when_a_key_cannot_be_read(tmp_path: Path) -> None:
     config = tmp_path / "worker.toml"
     config.write_text('[[dkim]]\ndomain = "nuage.example"\nselector = "s"\n'
                       f'key_file = "{tmp_path / "missing.key"}"\n')
