@@ -6,6 +6,7 @@
     python scripts/bench_delivery.py --postgres            # a throwaway PostgreSQL server
     python scripts/bench_delivery.py --database-url postgresql+psycopg://user@host/db
     python scripts/bench_delivery.py --build-at-claim      # also time building while sending
+    python scripts/bench_delivery.py --sign rsa            # DKIM: outbox signs, plain pre-signed
 
 A local aiosmtpd sink runs in a separate process (this machine's second core), counting
 what it accepts (testkit.smtp's `Sink`). In one run, against that sink:
@@ -23,6 +24,10 @@ what it accepts (testkit.smtp's `Sink`). In one run, against that sink:
 4. with `--build-at-claim`: as 3, on notifications queued without their bytes, so the
    drain builds each message itself.
 
+With `--sign rsa|ed25519` every message is DKIM-signed (a key for the samples' domain,
+scripts/bench_signing.py): the outbox signs at hand-over, plain aiosmtplib sends the same
+messages signed beforehand, and the CPU one signature costs is reported too.
+
 Each figure is messages per second, best of `--runs`; the aim is an outbox rate of at
 least 0.7 of the plain rate, measured in the same run. `--json` prints one JSON object
 (`{"bench": "delivery", "rows": [...]}`) on stdout and nothing else. Every message is
@@ -36,23 +41,27 @@ import asyncio
 import json
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 from bench_common import MOMENT, database
+from bench_signing import cpu_per_message, seal_all, signing_policy
 from sqlalchemy import Engine, select
 
 from testkit.net import HOST
 from testkit.outbox import NOTIFICATIONS, build_all, notices, queue
 from testkit.smtp import Sink
-from worker.config.policy import load_policy
+from worker.config.policy import Policy, load_policy
 from worker.config.settings import Settings
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import MESSAGES
 from worker.mail.compose import stamp_date
+from worker.mail.dkim import Signer
 from worker.mail.drain import deliver_due
 from worker.mail.transports.smtp import SmtpConfig, SmtpMailer
 from worker.support.logs import configure_logging
@@ -91,10 +100,10 @@ async def plain_send(port: int, messages: list[tuple[str, list[str], bytes]],
     await asyncio.gather(*(one(messages[i::connections]) for i in range(connections)))
 
 
-def outbox_send(engine: Engine, port: int, connections: int) -> int:
+def outbox_send(engine: Engine, port: int, connections: int, policy: Policy) -> int:
     config = SmtpConfig(host=HOST, port=port, pool_size=connections,
                         local_hostname="bench.local")
-    counts = deliver_due(engine, load_policy(), Settings(), MOMENT,
+    counts = deliver_due(engine, policy, Settings(), MOMENT,
                          clock=lambda: datetime.now(UTC), mailer=SmtpMailer(config))
     if counts.errors or counts.as_dict().keys() - {"sent"}:
         raise SystemExit(f"the outbox did not send everything: {counts}")
@@ -128,6 +137,7 @@ class Bench:
     rows: list[dict[str, Any]]
     built: list[dict[str, Any]]
     connections: int
+    policy: Policy
 
     def checked(self, timing: Timing, before: int) -> Timing:
         delivered = self.sink.count() - before
@@ -138,6 +148,8 @@ class Bench:
     def plain(self) -> Timing:
         queue(self.engine, self.built)
         messages = envelopes(self.engine)
+        if self.policy.dkim:
+            messages = seal_all(Signer.from_policy(self.policy), messages)
         before = self.sink.count()
         timing = timed("plain aiosmtplib", len(messages), lambda: asyncio.run(
             plain_send(self.sink.port, messages, self.connections)))
@@ -148,7 +160,7 @@ class Bench:
         before = self.sink.count()
         name = "outbox (bytes built when queued)" if built else "outbox (built while sending)"
         timing = timed(name, len(self.rows), lambda: outbox_send(
-            self.engine, self.sink.port, self.connections))
+            self.engine, self.sink.port, self.connections, self.policy))
         return self.checked(timing, before)
 
 
@@ -160,6 +172,8 @@ def figures(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | No
             args: argparse.Namespace) -> list[dict[str, Any]]:
     """The rows of `--json` (scripts/bench_all.py's format)."""
     where = f"{args.count} notices, {args.connections} connections"
+    if args.sign:
+        where += f", DKIM {args.sign}"
     rows: list[dict[str, Any]] = [
         {"figure": f"plain aiosmtplib, pre-built bytes ({where})", "value": round(plain.rate),
          "unit": "msg/s", "baseline": None, "ratio": None, "aim": None},
@@ -169,6 +183,10 @@ def figures(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | No
         {"figure": "building messages (render + MIME)", "value": round(build_rate),
          "unit": "msg/s", "baseline": None, "ratio": None, "aim": None},
     ]
+    if args.sign:
+        rows.append({"figure": f"DKIM signing CPU per message ({args.sign})",
+                     "value": round(cpu_per_message(args.sign)), "unit": "µs",
+                     "baseline": None, "ratio": None, "aim": None})
     if extra is not None:
         rows.append({"figure": f"outbox building while sending ({where})",
                      "value": round(extra.rate), "unit": "msg/s",
@@ -190,6 +208,8 @@ def report(plain: Timing, outbox: Timing, build_rate: float, extra: Timing | Non
     for timing in (plain, outbox, extra):
         if timing is not None:
             print(f"  {timing.name:<36} {timing.rate:8.0f} msg/s  ({timing.seconds:.2f} s)")
+    if args.sign:
+        print(f"  DKIM signing ({args.sign}): {cpu_per_message(args.sign):8.0f} µs CPU/msg")
     ratio = outbox.rate / plain.rate
     verdict = "met" if ratio >= AIM else "MISSED"
     print(f"  outbox / plain: {ratio:.2f} (aim >= {AIM}: {verdict})")
@@ -204,6 +224,8 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="start a throwaway PostgreSQL server (testkit/postgres.py)")
     parser.add_argument("--build-at-claim", action="store_true")
+    parser.add_argument("--sign", choices=["rsa", "ed25519"],
+                        help="DKIM-sign every message with a new key of this type")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
     configure_logging(level="warning")
@@ -213,8 +235,10 @@ def main() -> None:
         engine = make_engine(url)
         upgrade(engine)
         sink = Sink()
+        keys = tempfile.TemporaryDirectory(prefix="bench-dkim-")
+        policy = signing_policy(args.sign, Path(keys.name)) if args.sign else load_policy()
         try:
-            bench = Bench(engine, sink, rows, built, args.connections)
+            bench = Bench(engine, sink, rows, built, args.connections, policy)
             plain, outbox = [], []
             for _ in range(args.runs):
                 plain.append(bench.plain())
@@ -224,6 +248,7 @@ def main() -> None:
         finally:
             sink.close()
             engine.dispose()
+            keys.cleanup()
 
 
 if __name__ == "__main__":

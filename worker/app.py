@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -28,6 +29,7 @@ from worker.errors import ConfigError
 from worker.support.stopping import Stop
 
 if TYPE_CHECKING:
+    from worker.mail.dkim import Signer
     from worker.mail.drain import DeliveryCounts
     from worker.passes.run import Progress
     from worker.passes.summary import PassSummary
@@ -72,6 +74,14 @@ class App:
 
         register_endpoints(engine, self.settings, self.policy, self.clock())
 
+    @cached_property
+    def signer(self) -> Signer:
+        """The DKIM keys of `[[dkim]]`, read once: a missing, unreadable or weak key is a
+        ConfigError naming its domain (exit 2), raised before anything is sent."""
+        from worker.mail.dkim import Signer
+
+        return Signer.from_policy(self.policy)
+
     # --- the queues the drain serves ------------------------------------------------
 
     def deliver_mail(self, engine: Engine, moment: datetime, stop: Stop = None
@@ -80,7 +90,7 @@ class App:
         from worker.mail.drain import deliver_due
 
         return deliver_due(engine, self.policy, self.settings, moment, clock=self.clock,
-                           stop=stop)
+                           stop=stop, signer=self.signer)
 
     def push_webhooks(self, engine: Engine, moment: datetime, stop: Stop = None
                       ) -> PushCounts:
@@ -108,6 +118,7 @@ class App:
         from worker.passes.run import run_pass
 
         if not dry_run:
+            _ = self.signer  # a bad key stops the command before the pass
             self.register_webhooks(engine)
         summary = run_pass(engine, self.policy, moment, dry_run=dry_run, clock=self.clock,
                            progress=progress, stop=stop,
@@ -131,6 +142,7 @@ class App:
         from worker.service.health import serve_health, stale_after
         from worker.service.scheduler import serve
 
+        _ = self.signer  # a bad DKIM key: exit 2 now, naming its domain
         engine = self.engine(schema=False)  # the schema waits for the database to answer
         stop = threading.Event()
         endpoint = None

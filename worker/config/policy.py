@@ -7,6 +7,7 @@ argument and never read files or the environment themselves.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import time
 from pathlib import Path
@@ -230,6 +231,50 @@ class SenderPolicy(_Section):
     _zone = field_validator("default_timezone")(_check_zone)
 
 
+_DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+def _check_domain(value: str | None) -> str | None:
+    if value is not None and not (_DOMAIN.fullmatch(value) and len(value) <= 253):
+        raise ValueError(f"not a domain name in lowercase ASCII: {value!r}")
+    return value
+
+
+def _address_domain(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or any(ch.isspace() or ch in "<>,;\"" for ch in value):
+        raise ValueError(f"not an email address: {value!r}")
+    return domain.lower()
+
+
+class DkimKeyPolicy(_Section):
+    """One `[[dkim]]` table: the key that signs mail `From` this domain."""
+
+    domain: str
+    selector: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?"
+                                           r"(\.[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)*$")]
+    key_file: Path
+
+    _domain = field_validator("domain")(_check_domain)
+
+
+class MailPolicy(_Section):
+    """`[mail]`: the sender that passes DMARC for domains without a key, and the domain
+    whose envelope senders name each notice and recipient (README, "Deliverability")."""
+
+    fallback_from: str | None = None
+    bounce_domain: str | None = None
+
+    _domain = field_validator("bounce_domain")(_check_domain)
+
+    @field_validator("fallback_from")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _address_domain(value)
+        return value
+
+
 class Policy(_Section):
     renewal: RenewalPolicy = RenewalPolicy()
     grace: GracePolicy = GracePolicy()
@@ -245,6 +290,23 @@ class Policy(_Section):
     delivery: DeliveryPolicy = DeliveryPolicy()
     webhooks: WebhookPolicy = WebhookPolicy()
     sender: SenderPolicy = SenderPolicy()
+    mail: MailPolicy = MailPolicy()
+    dkim: tuple[DkimKeyPolicy, ...] = ()
+
+    @model_validator(mode="after")
+    def _fallback_is_signed(self) -> Policy:
+        domains = [key.domain for key in self.dkim]
+        for domain in domains:
+            if domains.count(domain) > 1:
+                raise ValueError(f"dkim: the domain {domain!r} has two keys")
+        fallback = self.mail.fallback_from
+        if fallback is not None and _address_domain(fallback) not in domains:
+            raise ValueError(f"mail.fallback_from: {fallback!r} is on a domain without a "
+                             "[[dkim]] key, so it would not pass DMARC either")
+        return self
+
+    def signing_domains(self) -> frozenset[str]:
+        return frozenset(key.domain for key in self.dkim)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +342,10 @@ def build_policy(values: dict[str, Any]) -> Policy:
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key"
-        raise ConfigError(_key_of(first["loc"]), message) from None
+        key = _key_of(first["loc"])
+        if not key and ": " in message:  # a check across sections names its own key
+            key, message = message.split(": ", 1)
+        raise ConfigError(key, message) from None
 
 
 def load_policy(override_file: Path | None = None) -> Policy:

@@ -9,6 +9,7 @@ to EPOCH so that the next pass looks at the record again.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -226,6 +227,8 @@ class Notification(Base):
         UniqueConstraint("kind", "ref", "occasion", "audience"),
         Index(None, "ref", "status"),
         Index(None, "status", "not_before"),
+        Index(None, "bounce_token"),
+        Index(None, "message_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -255,6 +258,9 @@ class Notification(Base):
     recipient_results: Mapped[dict[str, Any] | None]
     # Claims in a row whose outcome was never recorded (migration 0010, worker.db.leases).
     unsettled_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Names the notice in its envelope senders: 64 random bits (0011, worker.mail.senders).
+    bounce_token: Mapped[str | None] = mapped_column(
+        String(16), default=lambda: secrets.token_hex(8))
 
 
 class NotificationMessage(Base):
@@ -302,6 +308,38 @@ class Event(Base):
 Seq = BigInteger().with_variant(Integer, "sqlite")
 
 
+class BounceReport(Base):
+    """A failure read from a report, once per (report, recipient) (worker/mail/bounces/)."""
+
+    __tablename__ = "bounce_reports"
+    __table_args__ = (UniqueConstraint("digest", "recipient"), Index(None, "notification_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(320))
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str | None] = mapped_column(String(16))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(500))
+    received_at: Mapped[datetime]
+
+
+class Suppression(Base):
+    """An address no notice goes to; a lifted one keeps its row (worker/mail/suppressions.py)."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lowercase
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str | None] = mapped_column(String(16))
+    notification_id: Mapped[int | None] = mapped_column(Integer)
+    since: Mapped[datetime]
+    lifted_at: Mapped[datetime | None] = mapped_column(index=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class WebhookEndpoint(Base):
     """A receiver the worker has pushed to (migration 0007_webhooks, worker/webhooks/).
 
@@ -326,10 +364,8 @@ class WebhookDelivery(Base):
     the last answer. The unique key makes "one row per (event, endpoint)" a fact."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        UniqueConstraint("event_seq", "endpoint"),
-        Index(None, "status", "next_attempt_at"),
-    )
+    __table_args__ = (UniqueConstraint("event_seq", "endpoint"),
+                      Index(None, "status", "next_attempt_at"))
 
     id: Mapped[int] = mapped_column(Seq, primary_key=True, autoincrement=True)
     event_seq: Mapped[int] = mapped_column(Seq, ForeignKey("events.seq"))
@@ -348,7 +384,6 @@ class WebhookDelivery(Base):
 
 
 metadata = Base.metadata
-
 RESELLERS = metadata.tables["resellers"]
 CUSTOMERS = metadata.tables["customers"]
 SUBSCRIPTIONS = metadata.tables["subscriptions"]
@@ -362,3 +397,4 @@ MESSAGES = metadata.tables["notification_messages"]
 EVENTS = metadata.tables["events"]
 WEBHOOK_ENDPOINTS = metadata.tables["webhook_endpoints"]
 WEBHOOK_DELIVERIES = metadata.tables["webhook_deliveries"]
+BOUNCE_REPORTS, SUPPRESSIONS = metadata.tables["bounce_reports"], metadata.tables["suppressions"]

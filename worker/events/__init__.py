@@ -7,7 +7,7 @@
 Imports: worker.db, worker.rules, worker.support, worker.errors.
 """
 
-from worker.events.build import TYPES, account_state_event
+from worker.events.build import TYPES, account_state_event, bounced_event
 from worker.events.write import (
     PersonStateChange,
     insert_events,
@@ -16,5 +16,6 @@ from worker.events.write import (
     record_sent_notices,
 )
 
-__all__ = ["TYPES", "PersonStateChange", "account_state_event", "insert_events",
+__all__ = ["TYPES", "PersonStateChange", "account_state_event", "bounced_event",
+           "insert_events",
            "record_account_states", "record_final_notices", "record_sent_notices"]

@@ -13,6 +13,8 @@ back; its field names are the interface's and never change meaning:
   effective_on, effective_at, reason
 - `notification.sent`, `.failed`, `.dead`, `.cancelled`: notification_id, kind, ref,
   audience, recipients, message_id, status, reseller_id, recipient_results
+- `notification.bounced`: notification_id, kind, ref, recipient, status, diagnostic,
+  audience, message_id, reseller_id (one per recipient whose address failed for good)
 
 `anniversary_date` is the subscription's as the pass left it (after a renewal, the new
 one). Dates are ISO 8601 strings; instants are UTC with their offset.
@@ -32,7 +34,9 @@ ACCOUNT_STATE = "customer.account_state_changed"
 CODE_STATUS = "reseller_change_code.status_changed"
 NOTIFICATION_FINAL = ("sent", "failed", "dead", "cancelled")
 NOTIFICATION_TYPES = tuple(f"notification.{status}" for status in NOTIFICATION_FINAL)
-TYPES = (SUBSCRIPTION_STATUS, PAYMENT_STANDING, ACCOUNT_STATE, CODE_STATUS, *NOTIFICATION_TYPES)
+NOTIFICATION_BOUNCED = "notification.bounced"
+TYPES = (SUBSCRIPTION_STATUS, PAYMENT_STANDING, ACCOUNT_STATE, CODE_STATUS, *NOTIFICATION_TYPES,
+         NOTIFICATION_BOUNCED)
 
 # The audit trail's record types, as subjects of events.
 SUBJECTS = {"subscription": "subscription", "customer": "customer",
@@ -151,6 +155,23 @@ def notification_event(notice: Mapping[str, Any], status: str, occurred_at: date
                  "message_id": notice.get("message_id"), "status": status,
                  "reseller_id": notice.get("reseller_id"),
                  "recipient_results": dict(notice.get("recipient_results") or {})},
+    }
+
+
+def bounced_event(notice: Mapping[str, Any], recipient: str, status: str | None,
+                  diagnostic: str | None, occurred_at: datetime) -> Row:
+    """The event of one recipient of a sent notice bouncing for good. Its subject is the
+    notice; `notification_id` stays empty, as that column holds one event per final
+    state of a notice and a notice may bounce for each of its recipients."""
+    return {
+        "type": NOTIFICATION_BOUNCED, "subject_type": "notification",
+        "subject_id": str(notice["id"]), "reseller_id": notice.get("reseller_id"),
+        "occurred_at": occurred_at, "pass_id": None, "transition_id": None,
+        "notification_id": None,
+        "data": {"notification_id": notice["id"], "kind": notice["kind"], "ref": notice["ref"],
+                 "recipient": recipient, "status": status, "diagnostic": diagnostic,
+                 "audience": notice.get("audience"), "message_id": notice.get("message_id"),
+                 "reseller_id": notice.get("reseller_id")},
     }
 
 

@@ -10,8 +10,9 @@
 * `write`: one INSERT and a few UPDATEs per section, and the re-evaluation resets;
 * `run`: the whole import in one transaction;
 * `ownership`, `carry`: who owns each field, and how each merges;
-* `audit`, `report`: the import's own row and audit trail, and what it tells.
+* `audit`, `report`: the import's own row and audit trail, and what it tells;
+* `contacts`: a contact whose address changed has its suppression lifted.
 
-Imports: worker.events, worker.db, worker.rules, worker.config, worker.errors. Never
-worker.passes.
+Imports: worker.mail.suppressions, worker.events, worker.db, worker.rules, worker.config,
+worker.errors. Never worker.passes.
 """

@@ -24,6 +24,7 @@ from worker.errors import ImportRejected
 from worker.importing.audit import open_import, record_changes
 from worker.importing.checks import check_records
 from worker.importing.codes import check_code_limit
+from worker.importing.contacts import lift_changed_contacts
 from worker.importing.existing import load_rows
 from worker.importing.merge import Merged, World
 from worker.importing.ownership import AUDITED, LABELS, OWNED, merge_record
@@ -71,6 +72,7 @@ def _attempt(engine: Engine, records: Records, policy: Policy, problems: Problem
             raise ImportRejected(problems.errors())
         reports = _record_reports(world)
         counts = write_all(connection, world)
+        lift_changed_contacts(connection, world, stamp[0])
         import_id = None
         if dry_run:
             transaction.rollback()

@@ -30,9 +30,12 @@ from worker.rules.notices import IGNORES_SEND_WINDOW
 WAITING = ("queued", "retrying")
 DIGEST = "reseller_digest"
 
-# Per-recipient states kept in `recipient_results`; the first three are final.
+# Per-recipient states kept in `recipient_results`; all but `retrying` are final.
+# `suppressed`: the address was suppressed when the notice went out (never sent to it);
+# `bounced`: sent, then a report said the address failed for good (worker.mail.bounces).
 R_SENT, R_FAILED, R_DEAD, R_RETRYING = "sent", "failed", "dead", "retrying"
-FINAL = frozenset({R_SENT, R_FAILED, R_DEAD})
+R_SUPPRESSED, R_BOUNCED = "suppressed", "bounced"
+FINAL = frozenset({R_SENT, R_FAILED, R_DEAD, R_SUPPRESSED, R_BOUNCED})
 
 
 # --- decisions ------------------------------------------------------------------------
@@ -57,6 +60,7 @@ class Due:
     due_since: datetime | None = None  # the later of its creation and `not_before`
     ref: str = ""
     reseller_id: str | None = None
+    bounce_token: str | None = None  # names the notice in its envelope senders
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -167,6 +171,8 @@ class Settlement:
     # What the notice's event tells besides the outcome (kind, ref, audience, recipients,
     # message_id, reseller_id), carried from the claim so the writer need not read it back.
     facts: Mapping[str, Any] | None = field(default=None, compare=False)
+    # A signed message to retry: kept, so that every attempt sends the very same bytes.
+    sealed: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def final(self) -> bool:
@@ -175,6 +181,10 @@ class Settlement:
     @property
     def refused(self) -> int:
         return sum(1 for r in self.results.values() if r["status"] in (R_FAILED, R_DEAD))
+
+    @property
+    def suppressed(self) -> int:
+        return sum(1 for r in self.results.values() if r["status"] == R_SUPPRESSED)
 
 
 _STATE_OF = {Verdict.ACCEPTED: R_SENT, Verdict.PERMANENT: R_FAILED,
@@ -188,7 +198,8 @@ def settle(
 
     Status: `retrying` while a recipient waits for another attempt; then `sent` if the
     server accepted it for anyone (the others are recorded as refused), else `dead` if
-    retries ran out for someone, else `failed`. `last_error` keeps the latest refusal.
+    retries ran out for someone, else `cancelled` if every recipient was suppressed,
+    else `failed`. `last_error` keeps the latest refusal.
     """
     results = {a: dict(r) for a, r in notice.results.items()}
     for reply in outcome.replies:
@@ -214,7 +225,11 @@ def _final(base: Settlement) -> Settlement:
         sent_at = max(datetime.fromisoformat(r["at"]) for r in base.results.values()
                       if r["status"] == R_SENT)
         return replace(base, status="sent", sent_at=sent_at)
-    return replace(base, status="dead" if R_DEAD in states else "failed")
+    if R_DEAD in states:
+        return replace(base, status="dead")
+    if states and all(state == R_SUPPRESSED for state in states):
+        return replace(base, status="cancelled", last_error="every recipient is suppressed")
+    return replace(base, status="failed")
 
 
 def describe_refusals(outcome: Outcome) -> str | None:

@@ -8,7 +8,12 @@ Decisions are values, made by the pure functions of `worker.mail.decisions` (sen
 retry schedule, settling one attempt's replies) and carried out here: a claimed batch is
 sorted into notices that wait for their window, digests skipped and notices to send; the
 messages not built yet are built (worker.mail.compose) and kept; each notice is handed
-to the transport with its Date stamped and its answer settled per recipient.
+to the transport with its Date stamped, signed when its From domain has a DKIM key
+(worker.mail.dkim), and its answer settled per recipient. A signed message that must be
+tried again is kept as sent (Date and signature on it), so that every retry sends the
+very same bytes; an unsigned one gets a new Date at each hand-over. With `[mail]
+bounce_domain`, each recipient gets its own transaction and envelope sender
+(worker.mail.senders).
 
 One drain per process: the pass's drain and the periodic drain of `start` take turns
 (`deliver_due`), so the configured connection cap ([delivery] connections) holds per
@@ -35,7 +40,7 @@ from worker.config.settings import Settings
 from worker.db.schema import NOTIFICATIONS
 from worker.drain.drain import Drain
 from worker.drain.schedule import RetrySchedule
-from worker.mail.compose import Builder, build_for, stamp_date
+from worker.mail.compose import Builder, builder_for, stamp_date
 from worker.mail.decisions import (
     Due,
     SendNow,
@@ -45,6 +50,8 @@ from worker.mail.decisions import (
     settle,
     window_decision,
 )
+from worker.mail.dkim import Signer, is_sealed
+from worker.mail.senders import Senders
 from worker.mail.store import (
     BuildFailure,
     build_messages,
@@ -86,19 +93,23 @@ class DeliveryCounts:
     cancelled: int = 0  # digests skipped
     deferred: int = 0  # waiting for the send window
     refused_recipients: int = 0  # of notices otherwise sent
+    suppressed_recipients: int = 0  # not sent to: their address is suppressed
     errors: list[dict[str, str]] = field(default_factory=list)
     commits: int = 0  # transactions that recorded outcomes (not in the summary)
 
     def as_dict(self) -> dict[str, int]:
         counts = {"sent": self.sent, "retrying": self.retrying, "failed": self.failed,
                   "dead": self.dead, "cancelled": self.cancelled, "deferred": self.deferred,
-                  "refused_recipients": self.refused_recipients}
+                  "refused_recipients": self.refused_recipients,
+                  "suppressed_recipients": self.suppressed_recipients}
         return {key: value for key, value in counts.items() if value}
 
     def add(self, settlement: Settlement) -> None:
         setattr(self, settlement.status, getattr(self, settlement.status) + 1)
         if settlement.status == "sent":
             self.refused_recipients += settlement.refused
+        if settlement.final:
+            self.suppressed_recipients += settlement.suppressed
 
 
 MailDrain = Drain[Due, Settlement]
@@ -111,9 +122,13 @@ class MailQueue:
     table = NOTIFICATIONS
 
     def __init__(self, mailer: Mailer, policy: Policy, moment: datetime, *, clock: Clock,
-                 schedule: RetrySchedule, build: Builder = build_for) -> None:
+                 schedule: RetrySchedule, build: Builder | None = None,
+                 signer: Signer | None = None) -> None:
         self.mailer, self.policy, self.moment = mailer, policy, moment
-        self.clock, self.schedule, self.build = clock, schedule, build
+        self.clock, self.schedule = clock, schedule
+        self.build = build or builder_for(policy)
+        self.signer = signer if signer is not None else Signer.from_policy(policy)
+        self.senders = Senders.from_policy(policy)
         self.concurrency = max(1, mailer.concurrency)
         self.counts = DeliveryCounts(transport=mailer.description)
 
@@ -179,19 +194,43 @@ class MailQueue:
         return ready
 
     async def send(self, notice: Due, drain: MailDrain) -> Settlement:
-        return self._settled(notice, await self._attempt(notice))
+        data = self._final_bytes(notice)
+        settlement = self._settled(notice, await self._attempt(notice, data))
+        if settlement.status == "retrying" and is_sealed(data) and data != notice.message_bytes:
+            settlement = replace(settlement, sealed=data)  # the next attempts send it as is
+        return settlement
 
-    async def _attempt(self, notice: Due) -> Outcome:
+    def _final_bytes(self, notice: Due) -> bytes:
+        """The bytes handed over: kept as they are once sealed, else stamped with the
+        Date of this hand-over and signed when the From domain has a key."""
+        data = notice.message_bytes or b""
+        if is_sealed(data) or not notice.pending:
+            return data
+        stamped = stamp_date(data, self.clock())
+        try:
+            return self.signer.seal(stamped) or stamped
+        except Exception as error:  # a message dkimpy cannot sign goes unsigned, logged
+            log.warning("message_not_signed", id=notice.id, error=repr(error))
+            return stamped
+
+    async def _attempt(self, notice: Due, data: bytes) -> Outcome:
         pending = notice.pending
         if not pending:
             return Outcome(())
         if not notice.sender:
             self._error(notice.id, "no sender address in the notification's payload")
             return Outcome.for_all(pending, Verdict.TRANSIENT, None, "no sender address")
-        data = stamp_date(notice.message_bytes or b"", self.clock())
-        outgoing = Outgoing(notice.key, notice.sender, pending, data, notice.message_id or "")
+        senders, message_id = self.senders, notice.message_id or ""
+        if senders.per_recipient and notice.bounce_token:
+            handed = [Outgoing(notice.key, senders.envelope(notice.sender, notice.bounce_token,
+                                                            recipient), (recipient,), data,
+                               message_id) for recipient in pending]
+        else:
+            handed = [Outgoing(notice.key, senders.envelope(notice.sender, None, pending[0]),
+                               pending, data, message_id)]
         try:
-            outcome = await self.mailer.send(outgoing)
+            replies = [(await self.mailer.send(outgoing)).replies for outgoing in handed]
+            outcome = Outcome(tuple(reply for some in replies for reply in some))
         except Exception as error:  # a mailer bug must not lose the notice: retry it
             log.exception("mailer_failed", id=notice.id)
             self._error(notice.id, f"mailer error: {type(error).__name__}: {error}")
@@ -228,11 +267,11 @@ class MailQueue:
 
 async def drain(
     engine: Engine, mailer: Mailer, policy: Policy, moment: datetime, *, clock: Clock,
-    retry: RetrySchedule | None = None, limit: int | None = None, build: Builder = build_for,
-    stop: Stop = None,
+    retry: RetrySchedule | None = None, limit: int | None = None, build: Builder | None = None,
+    stop: Stop = None, signer: Signer | None = None,
 ) -> DeliveryCounts:
     """One drain inside a running event loop (no turn-taking: see `deliver_due`)."""
-    queue = MailQueue(mailer, policy, moment, clock=clock, build=build,
+    queue = MailQueue(mailer, policy, moment, clock=clock, build=build, signer=signer,
                       schedule=retry or retry_policy(policy))
     one: MailDrain = Drain(engine, queue, clock=clock, limit=limit, stop=stop)
     await one.run()
@@ -246,7 +285,7 @@ async def drain(
 def deliver_due(
     engine: Engine, policy: Policy, settings: Settings, moment: datetime, *, clock: Clock,
     mailer: Mailer | None = None, retry: RetrySchedule | None = None,
-    limit: int | None = None, stop: Stop = None,
+    limit: int | None = None, stop: Stop = None, signer: Signer | None = None,
 ) -> DeliveryCounts:
     """Deliver every notification due at the pass moment `moment`; return the counts.
 
@@ -255,7 +294,8 @@ def deliver_due(
     set (at most [delivery] connections at once), else `.eml` files under
     `settings.mail_dir` (`counts.transport` says which). Refused or undeliverable
     messages are counted, not raised. One drain at a time in a process: a second caller
-    waits for the first to finish. `stop` set: see worker.drain.drain.
+    waits for the first to finish. `stop` set: see worker.drain.drain. `signer`: the
+    DKIM keys read at start (None: read from the policy now).
     """
     chosen = mailer if mailer is not None else open_mailer(
         settings, connections=policy.delivery.connections)
@@ -264,7 +304,7 @@ def deliver_due(
         _ONE_DRAIN.acquire()
     try:
         return asyncio.run(drain(engine, chosen, policy, moment, clock=clock, retry=retry,
-                                 limit=limit, stop=stop))
+                                 limit=limit, stop=stop, signer=signer))
     finally:
         _ONE_DRAIN.release()
 

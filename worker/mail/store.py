@@ -13,6 +13,9 @@ whatever happened to the row meanwhile (it is a fact), other outcomes only to ro
 waiting, so a notice cancelled while in flight stays cancelled. Each final state gets
 its event in the same transaction (worker.events).
 
+Suppressed addresses (worker.mail.suppressions) are read with the claim: such a
+recipient's result is `suppressed` and it is not sent to.
+
 Messages are kept in `notification_messages` while the notice waits (apart from its row,
 which claims and outcomes rewrite); those of notices in a final state are deleted by the
 next pass (`forget_messages`).
@@ -47,8 +50,9 @@ from worker.db.pipeline import pipelined
 from worker.db.schema import MESSAGES, NOTIFICATIONS
 from worker.events import record_final_notices, record_sent_notices
 from worker.mail.compose import Builder, build_for
-from worker.mail.decisions import WAITING, Due, Settlement
+from worker.mail.decisions import FINAL, R_SUPPRESSED, WAITING, Due, Settlement
 from worker.mail.messages import UnsafeHeader
+from worker.mail.suppressions import suppressed_among
 
 log = structlog.get_logger("worker.mail")
 
@@ -57,7 +61,7 @@ _CLAIMED = (
     NOTIFICATIONS.c.id, NOTIFICATIONS.c.kind, NOTIFICATIONS.c.audience,
     NOTIFICATIONS.c.occasion_date, NOTIFICATIONS.c.timezone, NOTIFICATIONS.c.recipients,
     NOTIFICATIONS.c.attempts, NOTIFICATIONS.c.last_error, NOTIFICATIONS.c.recipient_results,
-    NOTIFICATIONS.c.message_id,
+    NOTIFICATIONS.c.message_id, NOTIFICATIONS.c.bounce_token,
     NOTIFICATIONS.c.created_at, NOTIFICATIONS.c.not_before,
     NOTIFICATIONS.c.ref, NOTIFICATIONS.c.reseller_id,
     NOTIFICATIONS.c.payload[("reseller", "email")].as_string().label("sender"),
@@ -94,7 +98,8 @@ def claim(
          [row.id for row in claimed if row.unsettled_claims > hold_after], hold_after)
     rows = [row for row in claimed if row.unsettled_claims <= hold_after]
     messages = _messages(connection, [row.id for row in rows])
-    return sorted((_due_of(row, messages.get(row.id)) for row in rows),
+    suppressed = suppressed_among(connection, [a for row in rows for a in row.recipients or ()])
+    return sorted((_due_of(row, messages.get(row.id), suppressed, now) for row in rows),
                   key=lambda notice: notice.id)
 
 
@@ -106,15 +111,24 @@ def _messages(connection: Connection, ids: Sequence[int]) -> dict[int, bytes]:
     return {row.notification_id: row.message_bytes for row in connection.execute(query)}
 
 
-def _due_of(row: Row[Any], message: bytes | None = None) -> Due:
+def _due_of(row: Row[Any], message: bytes | None = None,
+            suppressed: Mapping[str, Any] | None = None, now: datetime | None = None) -> Due:
+    results = dict(row.recipient_results or {})
+    for address in row.recipients or ():
+        found = (suppressed or {}).get(address.lower())
+        if found is not None and results.get(address, {}).get("status") not in FINAL:
+            results[address] = {"status": R_SUPPRESSED, "code": found.status,
+                                "reply": f"suppressed since {found.since.isoformat()}: "
+                                         f"{found.reason}"[:500],
+                                "at": (now or found.since).isoformat()}
     return Due(id=row.id, kind=row.kind, audience=row.audience,
                occasion_date=row.occasion_date, timezone=row.timezone,
                recipients=tuple(row.recipients or ()), attempts=row.attempts,
-               last_error=row.last_error, results=row.recipient_results or {},
+               last_error=row.last_error, results=results,
                sender=row.sender, message_bytes=message,
                message_id=row.message_id,
                due_since=max(row.created_at, row.not_before or row.created_at),
-               ref=row.ref, reseller_id=row.reseller_id)
+               ref=row.ref, reseller_id=row.reseller_id, bounce_token=row.bounce_token)
 
 
 def waiting_rows(connection: Connection, moment: datetime) -> list[Due]:
@@ -212,6 +226,7 @@ def _write_settlements(
         connection.execute(_RECORD_SENT, [_params(s) for s in sent])
     if other:
         connection.execute(_RECORD_IF_WAITING, [_params(s) for s in other])
+    _keep_sealed(connection, [s for s in other if s.sealed is not None])
     # One event per notice now in a final state (none where the update did not apply):
     # a `sent` always applies, and its facts came with the claim; the others are read back.
     told = [s for s in sent if s.facts is not None]
@@ -221,6 +236,15 @@ def _write_settlements(
     record_sent_notices(connection, [
         {**(s.facts or {}), "id": s.id, "recipient_results": s.results, "sent_at": s.sent_at}
         for s in told], now)
+
+
+def _keep_sealed(connection: Connection, settlements: Sequence[Settlement]) -> None:
+    """A signed message to retry replaces the stored one: the next attempt sends it as is
+    (same Date, same signature: worker.mail.dkim)."""
+    if settlements:
+        statement = (update(MESSAGES).where(MESSAGES.c.notification_id == bindparam("b_id"))
+                     .values(message_bytes=bindparam("b_data")))
+        connection.execute(statement, [{"b_id": s.id, "b_data": s.sealed} for s in settlements])
 
 
 def _params(settlement: Settlement) -> dict[str, Any]:

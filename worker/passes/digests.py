@@ -2,7 +2,11 @@
 standings) through indexed columns, so the cost follows the groups' sizes and nothing is
 recomputed from the clock.
 
-Imports: worker.db, worker.rules.
+The reseller's suppressed contacts (its own address, its account managers', its
+customers' admins whose address no notice goes to) are listed beside the groups, so that
+someone fixes them; read only when some address is suppressed at all.
+
+Imports: worker.mail.suppressions, worker.db, worker.rules.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Connection, and_, func, select, union_all
 
-from worker.db.schema import CUSTOMERS, SUBSCRIPTIONS
+from worker.db.schema import CUSTOMERS, RESELLERS, SUBSCRIPTIONS
+from worker.mail.suppressions import any_suppressed, suppressed_among
 from worker.rules.digest import GROUPS, Group
 
 
@@ -66,3 +71,35 @@ def digest_groups(
         entries = tuple({"customer_id": r.id, "customer": r.name} for r in rows)
         found[key] = Group(key, int(count or 0), entries)
     return tuple(found[key] for key in GROUPS)
+
+
+def suppressed_contacts(connection: Connection, reseller_id: str,
+                        limit: int) -> list[dict[str, str]]:
+    """The reseller's contacts whose address is suppressed (its own address, its account
+    managers', its customers' admins): who, which address, why, since when."""
+    if not any_suppressed(connection):
+        return []
+    contacts: list[tuple[str, str, str]] = []  # (who, customer id or "", address)
+    reseller = connection.execute(select(RESELLERS.c.name, RESELLERS.c.email,
+                                         RESELLERS.c.account_managers)
+                                  .where(RESELLERS.c.id == reseller_id)).first()
+    if reseller is None:
+        return []
+    contacts.append((reseller.name, "", reseller.email))
+    contacts += [(str(m.get("name") or ""), "", str(m.get("email") or ""))
+                 for m in reseller.account_managers or () if isinstance(m, dict)]
+    query = select(CUSTOMERS.c.id, CUSTOMERS.c.name, CUSTOMERS.c.admins).where(
+        CUSTOMERS.c.reseller_id == reseller_id).order_by(CUSTOMERS.c.name, CUSTOMERS.c.id)
+    for row in connection.execute(query):
+        contacts += [(f"{admin.get('name') or ''} ({row.name})".strip(), row.id,
+                      str(admin.get("email") or ""))
+                     for admin in row.admins or () if isinstance(admin, dict)]
+    found = suppressed_among(connection, [address for _, _, address in contacts])
+    listed = []
+    for who, customer_id, address in contacts:
+        suppression = found.get(address.lower())
+        if suppression is not None:
+            listed.append({"who": who, "customer_id": customer_id, "address": address,
+                           "reason": suppression.reason, "status": suppression.status or "",
+                           "since": suppression.since.date().isoformat()})
+    return listed[:limit]

@@ -27,10 +27,11 @@ from sqlalchemy import Connection, Engine, Row
 from worker.config.policy import Policy
 from worker.db.schema import CODES, CUSTOMERS, RESELLERS, SUBSCRIPTIONS
 from worker.errors import RecordError, describe
+from worker.mail.compose import builder_for
 from worker.mail.drain import DeliveryCounts, plan_due
 from worker.mail.store import build_messages, forget_messages
 from worker.passes import evaluate
-from worker.passes.digests import digest_groups
+from worker.passes.digests import digest_groups, suppressed_contacts
 from worker.passes.effects import Batch, write, write_events
 from worker.passes.ledger import (
     Heartbeat,
@@ -206,7 +207,7 @@ def _evaluate_all(
             batch = Batch(summary.pass_id or 0, moment, real_time())
             with _transaction(connection, dry_run):
                 handler(connection, chunk, batch, summary, resellers, policy)
-                _write(connection, batch, summary, build)
+                _write(connection, batch, summary, build, policy)
                 crashpoints.reached("in_chunk")
             if progress is not None:
                 progress(name, min(done * CHUNK, len(ids)), len(ids))
@@ -215,16 +216,17 @@ def _evaluate_all(
     with _transaction(connection, dry_run):
         batch = Batch(summary.pass_id or 0, moment, real_time())
         _digests(connection, batch, summary, resellers, policy)
-        _write(connection, batch, summary, build)
+        _write(connection, batch, summary, build, policy)
     return True
 
 
-def _write(connection: Connection, batch: Batch, summary: PassSummary, build: bool) -> None:
+def _write(connection: Connection, batch: Batch, summary: PassSummary, build: bool,
+           policy: Policy) -> None:
     """Write a chunk's decisions; build the new notices' messages once, as they are queued;
     then the chunk's events, last (they hold the feed's lock until commit)."""
     written = write(connection, batch, TABLES)
     if build:
-        build_messages(connection, written.queued_ids)
+        build_messages(connection, written.queued_ids, builder_for(policy))
     write_events(connection, written)
     summary.absorb(batch, written)
 
@@ -316,7 +318,8 @@ def _digests(
             groups = digest_groups(connection, reseller.id, timing.local_date,
                                    policy.buckets.recently_lapsed_days,
                                    policy.digest.max_listed_per_group)
-            notice = digest_notice(reseller.id, timing.local_date, groups)
+            notice = digest_notice(reseller.id, timing.local_date, groups, suppressed_contacts(
+                connection, reseller.id, policy.digest.max_listed_per_group))
             if notice is not None:
                 batch.queue(notice, None, reseller, {})
         batch.update("resellers", reseller.id, next_digest_at=timing.next_at)

@@ -7,7 +7,8 @@ different kinds may coincide: every record with that id is told). The story gath
 - notices about the record (`notifications.ref`): delivery state, attempts and the
   server's answer per recipient;
 - events whose subject is the record or one of those notices (`events`), each with its
-  webhook deliveries (endpoint, state, attempts, last answer).
+  webhook deliveries (endpoint, state, attempts, last answer); a recipient that bounced
+  shows `bounced` with the report's status, and its `notification.bounced` event.
 
 Changes and notices are ordered by the moment the worker recorded them (the pass
 moment), changes first; each event follows the change or notice it tells of (a notice's
@@ -166,6 +167,9 @@ def _events(
 ) -> list[dict[str, Any]]:
     e = EVENTS.c
     about: list[Any] = [e.notification_id.in_(notification_ids)] if notification_ids else []
+    if notification_ids:  # `notification.bounced`: the notice is its subject (events.build)
+        about.append((e.subject_type == "notification")
+                     & e.subject_id.in_([str(i) for i in notification_ids]))
     if subject_types:
         about.append((e.subject_id == ref) & e.subject_type.in_(subject_types))
     if not about:
@@ -222,6 +226,8 @@ def _entry_lines(entry: dict[str, Any]) -> list[str]:
     data = entry["data"] or {}
     moved = (f"{data.get('from')} -> {data.get('to')}" if "to" in data
              else f"{data.get('kind')} ({data.get('audience')})")
+    if "recipient" in data:
+        moved += f" {data['recipient']}: {data.get('status')} {data.get('diagnostic') or ''}"
     lines = [f"{at}  event   #{entry['seq']} {entry['type']} {moved}  [{entry['id']}]"]
     lines += [f"            delivery to {d.get('endpoint', '?')}: {d.get('status')}"
               f" after {d.get('attempts', 0)} attempt(s)" for d in entry["deliveries"]]

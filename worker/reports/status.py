@@ -1,5 +1,6 @@
 """`status`: the dashboard's aggregates over the stored state (subscriptions per bucket,
-customers per standing, notices per delivery state, passes, webhooks).
+customers per standing, notices per delivery state, passes, webhooks, and the mail's
+standing: domains sending unsigned, addresses suppressed, recipients bounced).
 
 They read only what passes stored, through indexed columns; nothing is recomputed from
 the clock.
@@ -9,16 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, distinct, func, select
 
-from worker.db.schema import CUSTOMERS, NOTIFICATIONS, PASSES, SUBSCRIPTIONS
+from worker.db.schema import (
+    BOUNCE_REPORTS,
+    CUSTOMERS,
+    NOTIFICATIONS,
+    PASSES,
+    RESELLERS,
+    SUBSCRIPTIONS,
+    SUPPRESSIONS,
+)
+from worker.mail.senders import Senders
 from worker.webhooks.store import webhook_status
 
 
-def dashboard(connection: Connection) -> dict[str, Any]:
+def dashboard(connection: Connection, senders: Senders | None = None) -> dict[str, Any]:
     """Subscriptions per bucket, customers per standing, notices per delivery state,
     pass rows per outcome (`running`, `failed` and `abandoned` ones show up here),
-    webhook deliveries per state and each endpoint's state."""
+    webhook deliveries per state and each endpoint's state, and the mail's standing
+    (`mail_standing`)."""
     s, c, n, p = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c, PASSES.c
     return {
         "subscriptions": dict(
@@ -35,4 +46,17 @@ def dashboard(connection: Connection) -> dict[str, Any]:
             .where(p.dry_run.is_(False), p.trigger != "forecast").group_by(p.outcome)
         ).tuples().all()),
         "webhooks": webhook_status(connection),
+        "mail": mail_standing(connection, senders or Senders()),
     }
+
+
+def mail_standing(connection: Connection, senders: Senders) -> dict[str, Any]:
+    """The resellers' domains whose mail goes out unsigned (no DKIM key, no fallback
+    sender), the addresses suppressed, and the recipients recorded as bounced."""
+    emails = connection.execute(select(distinct(RESELLERS.c.email))).scalars().all()
+    suppressed = connection.scalar(select(func.count()).select_from(SUPPRESSIONS)
+                                   .where(SUPPRESSIONS.c.lifted_at.is_(None)))
+    bounced = connection.scalar(select(func.count(distinct(BOUNCE_REPORTS.c.recipient)))
+                                .where(BOUNCE_REPORTS.c.permanent.is_(True)))
+    return {"unsigned_domains": senders.unsigned(emails), "suppressed": int(suppressed or 0),
+            "bounced": int(bounced or 0)}

@@ -84,7 +84,20 @@ def render_dashboard(board: dict[str, Any]) -> str:
         counts = board.get(section, {})
         lines.append(f"{title} ({sum(counts.values())})")
         lines += [f"  {name:<20} {count:>8}" for name, count in sorted(counts.items())]
-    return "\n".join(lines + _webhook_lines(board.get("webhooks")))
+    return "\n".join(lines + _webhook_lines(board.get("webhooks"))
+                     + _mail_lines(board.get("mail")))
+
+
+def _mail_lines(mail: dict[str, Any] | None) -> list[str]:
+    """Suppressed addresses and bounced recipients, then the domains sending unsigned."""
+    if not mail:
+        return []
+    lines = ["Mail",
+             f"  {'suppressed':<20} {mail['suppressed']:>8}",
+             f"  {'bounced':<20} {mail['bounced']:>8}"]
+    for domain in mail["unsigned_domains"]:
+        lines.append(f"  unsigned: {domain} (no DKIM key and no [mail] fallback_from)")
+    return lines
 
 
 def _webhook_lines(webhooks: dict[str, Any] | None) -> list[str]:

@@ -8,8 +8,10 @@ looks at its own local date only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from worker.config.policy import Policy
@@ -48,13 +50,19 @@ def digest_timing(now: datetime, zone: ZoneInfo, policy: Policy) -> DigestTiming
     return DigestTiming(today, local_time_of_day(tomorrow, policy.digest.send_from, zone))
 
 
-def digest_notice(reseller_id: str, day: date, groups: tuple[Group, ...]) -> Notice | None:
-    """The day's digest, or None when every group is empty."""
-    if all(group.count == 0 for group in groups):
+def digest_notice(
+    reseller_id: str, day: date, groups: tuple[Group, ...],
+    suppressed: Sequence[Mapping[str, str]] = (),
+) -> Notice | None:
+    """The day's digest, or None when every group is empty and no contact of the
+    reseller is suppressed (`suppressed`: who, address, reason, status, since)."""
+    if all(group.count == 0 for group in groups) and not suppressed:
         return None
-    facts = {
+    facts: dict[str, Any] = {
         "date": day.isoformat(),
         "groups": [{"key": g.key, "count": g.count, "entries": list(g.entries),
                     "more": g.count - len(g.entries)} for g in groups],
     }
+    if suppressed:
+        facts["suppressed"] = [dict(contact) for contact in suppressed]
     return Notice("reseller_digest", reseller_id, day.isoformat(), day, facts)

@@ -80,6 +80,10 @@ class DatabaseCollector(Collector):
                       board["customers"]),
             _labelled("worker_pass_rows", "Pass rows in the database by outcome (every "
                       "replica's)", "outcome", board["passes"]),
+            _gauge("worker_suppressed_addresses", "Addresses no notice goes to (bounced)",
+                   board["mail"]["suppressed"]),
+            _gauge("worker_bounced_recipients", "Recipients recorded as bounced for good",
+                   board["mail"]["bounced"]),
         ]
         if last_success is not None:
             facts.append(_gauge("worker_last_success_age_seconds",

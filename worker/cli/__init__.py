@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers")
     replay.add_argument("--from", dest="start", help="events written from this moment")
     replay.add_argument("--to", dest="end", help="… up to (not including) this one")
+
+    from worker.cli.mail import add_commands
+
+    _COMMANDS.update(add_commands(commands))
     return parser
 
 
@@ -273,11 +277,12 @@ def _forecast(args: argparse.Namespace, app: App) -> int:
 
 
 def _status(args: argparse.Namespace, app: App) -> int:
+    from worker.mail.senders import Senders
     from worker.reports.status import dashboard
     from worker.reports.summary import render_dashboard
 
     with app.engine().connect() as connection:
-        board = dashboard(connection)
+        board = dashboard(connection, Senders.from_policy(app.policy))
     if args.format == "json":
         print(json.dumps(board, indent=2))
     else:
