@@ -96,10 +96,11 @@ def check_locale(value: str) -> str:
         raise ValueError(f"unknown locale {value!r}")
     languages, territories = _known()
     try:
-        language, territory, _script, _variant = parse_locale(value.replace("-", "_"))
+        parts = parse_locale(value.replace("-", "_"))
         resolved = Locale.parse(value.replace("-", "_"))
     except (UnknownLocaleError, ValueError, TypeError):
         raise ValueError(f"unknown locale {value!r}") from None
+    language, territory = parts[0], parts[1]
     if language not in languages or resolved.language != language or (
             territory is not None and territory not in territories):
         raise ValueError(f"unknown locale {value!r}")
