@@ -44,3 +44,15 @@ def run_cli(*args: str, database_url: str, cwd: Path, **env: str) -> Result:
                           env=environ(database_url, cwd / "mail", **env), cwd=cwd,
                           timeout=120, check=False)
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def migrated_sqlite(folder: Path, name: str = "worker.db") -> str:
+    """The URL of a new SQLite file under `folder` with the schema in place, as
+    `renewal-worker db upgrade` leaves it (every other command refuses a missing file)."""
+    from worker.db.engine import make_engine, upgrade
+
+    url = f"sqlite:///{folder / name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,12 +24,15 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from worker.app import App
+from worker.config.bounds import FIRST_DAY, LAST_DAY, MAX_FORECAST_DAYS, check_day, check_moment
 from worker.config.policy import load_policy
 from worker.config.settings import load_settings
 from worker.errors import ConfigError, ImportRejected
 from worker.support.stopping import SignalStop
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+SEQ_MAX = 2**63 - 1  # event sequence numbers are BIGINT
+MAX_IMPORT_MB = 256  # an import holds ~20 bytes of memory per byte of file: 5 GB at most
 log = structlog.get_logger("worker.cli")
 
 
@@ -43,7 +47,11 @@ def _moment(text: str, option: str = "--as-of") -> datetime:
         raise BadInput(f"{option}: not an ISO 8601 moment: {text!r}") from None
     if value.tzinfo is None:
         raise BadInput(f"{option}: {text!r} has no offset (add Z or +HH:MM)")
-    return value.astimezone(UTC)
+    try:
+        return check_moment(value.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise BadInput(f"{option}: {text!r} is outside the dates the worker handles "
+                       f"({FIRST_DAY} to {LAST_DAY})") from None
 
 
 def _count(text: str, option: str, minimum: int, maximum: int | None = None) -> int:
@@ -60,9 +68,24 @@ def _count(text: str, option: str, minimum: int, maximum: int | None = None) -> 
 
 def _day(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise BadInput(f"--from: not a date (YYYY-MM-DD): {text!r}") from None
+    try:
+        return check_day(value)
+    except ValueError as error:
+        raise BadInput(f"--from: {error}") from None
+
+
+def _megabytes(text: str) -> float:
+    """--max-mb: a finite number above 0, at most MAX_IMPORT_MB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"--max-mb: not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_IMPORT_MB):
+        raise BadInput(f"--max-mb: {text} is out of range (above 0, at most {MAX_IMPORT_MB})")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
                            "and what it would ignore, and why")
     load.add_argument("--json", action="store_true",
                       help="print the report (counts, changes, notes) as JSON on stdout")
-    load.add_argument("--max-mb", type=float, default=16,
-                      help="refuse a larger file before reading it (default 16)")
+    load.add_argument("--max-mb", default="16",
+                      help=f"refuse a larger file before reading it (default 16, at most "
+                           f"{MAX_IMPORT_MB})")
 
     run = commands.add_parser("run", help="one full pass")
     run.add_argument("--once", action="store_true", required=True)
@@ -98,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv"], default="json")
 
     forecast = commands.add_parser("forecast", help="simulate one pass a day, change nothing")
-    forecast.add_argument("--days", type=int, required=True)
+    forecast.add_argument("--days", required=True,
+                          help=f"how many days (1 to {MAX_FORECAST_DAYS})")
     forecast.add_argument("--from", dest="first_day", type=str)
     forecast.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
@@ -175,7 +200,7 @@ def _arm_crash_point(spec: str | None) -> None:
 def _db(args: argparse.Namespace, app: App) -> int:
     from worker.db.engine import current_revision, upgrade
 
-    engine = app.engine(schema=False)
+    engine = app.engine(schema=False, create=True)
     upgrade(engine)
     print(f"schema at revision {current_revision(engine)} (newest)", file=sys.stderr)
     return EXIT_OK
@@ -184,11 +209,12 @@ def _db(args: argparse.Namespace, app: App) -> int:
 def _import(args: argparse.Namespace, app: App) -> int:
     from worker.importing.load import import_file
 
+    max_mb = _megabytes(args.max_mb)
     engine = app.engine()
     if not args.dry_run:
         app.register_webhooks(engine)
     report = import_file(engine, args.file, app.policy, dry_run=args.dry_run,
-                         started_at=app.clock(), max_mb=args.max_mb)
+                         started_at=app.clock(), max_mb=max_mb)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:
@@ -259,11 +285,13 @@ def _forecast(args: argparse.Namespace, app: App) -> int:
     from worker.reports.forecast import forecast
     from worker.reports.summary import forecast_csv, forecast_json, forecast_table
 
-    if args.days < 1:
-        raise BadInput("--days: must be 1 or more")
+    days = _count(args.days, "--days", 1, MAX_FORECAST_DAYS)
     zone = ZoneInfo(app.policy.schedule.timezone)
     first_day = _day(args.first_day) if args.first_day else app.clock().astimezone(zone).date()
-    report = forecast(app.engine(), app.policy, first_day, args.days)
+    if first_day + timedelta(days=days - 1) > LAST_DAY:
+        raise BadInput(f"--days: {days} days from {first_day} go past {LAST_DAY}, the last "
+                       "date the worker handles")
+    report = forecast(app.engine(), app.policy, first_day, days)
     render: dict[str, Callable[[list[dict[str, Any]]], str]] = {
         "json": lambda days: json.dumps(forecast_json(days), indent=2, ensure_ascii=False) + "\n",
         "csv": forecast_csv, "table": forecast_table,
@@ -316,7 +344,7 @@ def _events(args: argparse.Namespace, app: App) -> int:
 
     if args.events_action == "replay":
         return _replay(args, app)
-    after = _count(args.after, "--after", 0)
+    after = _count(args.after, "--after", 0, SEQ_MAX)
     limit = _count(args.limit, "--limit", 1, MAX_LIMIT)
     with app.engine().connect() as connection:
         if args.format == "json":
@@ -355,7 +383,7 @@ def _replay_selection(
     if args.seqs and (args.start or args.end):
         raise BadInput("events replay: give sequence numbers or --from/--to, not both")
     if args.seqs:
-        return [_count(text, "events replay: SEQ", 1) for text in args.seqs], None
+        return [_count(text, "events replay: SEQ", 1, SEQ_MAX) for text in args.seqs], None
     if not (args.start and args.end):
         raise BadInput("events replay: give sequence numbers, or both --from T and --to T")
     start, end = _moment(args.start, "--from"), _moment(args.end, "--to")
