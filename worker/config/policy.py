@@ -169,12 +169,6 @@ class SendWindowPolicy(_Section):
 
     _clock = field_validator("start", "end", mode="before")(_parse_clock)
 
-    @model_validator(mode="after")
-    def _opens(self) -> SendWindowPolicy:
-        if self.start >= self.end:
-            raise ValueError("start must come before end")
-        return self
-
 
 class SchedulePolicy(_Section):
     timezone: str = "UTC"
