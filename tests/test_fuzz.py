@@ -152,11 +152,14 @@ def test_import_exits_0_or_2_and_either_way_the_worker_goes_on(
     engine = make_engine(url)
     try:
         before = _dump(engine)
+        errors: list[str] | None = None
         try:
             run(engine, policy, json.dumps(document, ensure_ascii=False))
         except ImportRejected as refused:
-            assert refused.errors
-            assert all("\n" not in line for line in refused.errors)
+            errors = refused.errors
+        if errors is not None:
+            assert errors
+            assert all("\n" not in line for line in errors)
             assert before == _dump(engine)
             return
         app = App(Settings(database_url=url, mail_dir=tmp_path / "mail"), policy)
@@ -177,7 +180,7 @@ ARG_TEXT = st.one_of(
                      "-inf", "1e13", "1e3", "0.5", "", " ", "9223372036854775807",
                      "9223372036854775808", "-9223372036854775809", "0x10", "１２"]),
     st.integers(-10, 20).map(str), DAYS, MOMENTS,
-    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
             max_size=20),
 )
 COMMANDS = st.one_of(

@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="renewal-worker",
         description="Scheduled renewal and notification worker for software resellers. "
                     "The commands are described in the README, the rules in docs/rules.md.")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument("--log-level", default="info", type=str.lower,
+                        choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = commands.add_parser("db", help="database schema")
@@ -122,8 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv"], default="json")
 
     forecast = commands.add_parser("forecast", help="simulate one pass a day, change nothing")
-    forecast.add_argument("--days", required=True,
-                          help=f"how many days (1 to {MAX_FORECAST_DAYS})")
+    forecast.add_argument("--days", required=True, help=f"1 to {MAX_FORECAST_DAYS}")
     forecast.add_argument("--from", dest="first_day", type=str)
     forecast.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
@@ -138,13 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="exit 0 when the database answers and the newest "
                                       "pass is recent (the /healthz condition), else 1")
 
-    history = commands.add_parser("history", help="one record's story: changes, notices, "
-                                  "events")
+    history = commands.add_parser("history", help="one record's story (changes, notices)")
     history.add_argument("ref", help="a subscription, customer, code or reseller id")
     history.add_argument("--format", choices=["table", "json"], default="table")
 
-    events = commands.add_parser("events", help="the change feed, in order (or: events "
-                                 "replay)")
+    events = commands.add_parser("events", help="the change feed, in order (or: replay)")
     events.add_argument("--after", default="0", help="only events after this seq (default 0)")
     events.add_argument("--limit", default="100", help="at most this many (default 100)")
     events.add_argument("--format", choices=["table", "json"], default="table")
@@ -320,6 +318,8 @@ def _preview(args: argparse.Namespace, app: App) -> int:
         index = write_previews(args.out, args.kind, args.locale, app.policy)
     except ValueError as error:
         raise BadInput(str(error)) from None
+    except OSError as error:
+        raise BadInput(f"--out: cannot write under {args.out}: {error.strerror}") from None
     print(f"previews written; open {index}", file=sys.stderr)
     return EXIT_OK
 
