@@ -43,8 +43,10 @@ NOT_PLACES = frozenset({"localtime", "Factory"})
 
 # Characters that read as nothing or as something else: C0/C1 controls, format
 # characters (zero-width space and joiners, byte-order mark, bidirectional marks and
-# overrides), line and paragraph separators, surrogates, private use, unassigned.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# overrides), line and paragraph separators, surrogates, private use. Unassigned code
+# points are let through: a character newer than this Python's Unicode tables (a recent
+# emoji in a company name) is not an attack.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 # Letters that render as blank space (Hangul fillers, the Braille blank).
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _LOCALE_TEXT = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,8}){0,3}")

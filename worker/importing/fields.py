@@ -110,7 +110,7 @@ def _unsafe_message(char: str, at: int) -> str:
         return f"must not contain a line separator (U+{ord(char):04X} at {at})"
     if unicodedata.category(char) == "Cc":
         return f"must not contain a control character (U+{ord(char):04X} at {at})"
-    return (f"must not contain an invisible or unassigned character "
+    return (f"must not contain an invisible character "
             f"(U+{ord(char):04X} {unicodedata.name(char, 'unnamed')} at {at})")
 
 
