@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import Engine, update
 from structlog.testing import capture_logs
 
-from tests.cli import migrated_sqlite
+from testkit.cli import migrated_sqlite
 from tests.import_samples import full_document, run
 from worker.cli import main
 from worker.config.policy import Policy, build_policy

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from tests.cli import migrated_sqlite
+from testkit.cli import migrated_sqlite
 from tests.import_samples import full_document, run
 from worker.app import App
 from worker.cli import main

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from tests.smtp_server import free_port
+from testkit.net import free_port
 from worker.service.health import MAX_CONNECTIONS, HealthServer, serve_health
 
 REAL_PROBES = 200
