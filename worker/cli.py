@@ -138,11 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="exit 0 when the database answers and the newest "
                                       "pass is recent (the /healthz condition), else 1")
 
-    history = commands.add_parser("history", help="one record's story (changes, notices)")
+    history = commands.add_parser("history", help="one record's story: changes, notices, events")
     history.add_argument("ref", help="a subscription, customer, code or reseller id")
     history.add_argument("--format", choices=["table", "json"], default="table")
 
-    events = commands.add_parser("events", help="the change feed, in order (or: replay)")
+    events = commands.add_parser("events", help="the change feed, in order (or: events replay)")
     events.add_argument("--after", default="0", help="only events after this seq (default 0)")
     events.add_argument("--limit", default="100", help="at most this many (default 100)")
     events.add_argument("--format", choices=["table", "json"], default="table")
