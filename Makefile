@@ -58,7 +58,7 @@ lint: $(STAMP)
 
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py \
-		--hypothesis-show-statistics
+		--timeout=0 --hypothesis-show-statistics
 
 bench: $(STAMP)
 	$(PY) scripts/bench_all.py $(BENCH_ARGS)

@@ -98,7 +98,7 @@ def test_a_folder_or_a_binary_file_as_worker_config_exits_2(command: Any,
     """WORKER_CONFIG must name a readable TOML file."""
     binary = tmp_path / "policy.bin"
     binary.write_bytes(bytes(range(256)))
-    for value in (str(tmp_path), str(binary), str(tmp_path / "missing.toml")):
+    for value in (str(tmp_path), str(binary), str(tmp_path / "missing.toml"), "\r0"):
         code, err = command("status", WORKER_CONFIG=value)
         assert (2, 1) == (code, len(err.strip().splitlines())), err
         assert "WORKER_CONFIG" in err

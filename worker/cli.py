@@ -27,7 +27,7 @@ from worker.app import App
 from worker.config.bounds import FIRST_DAY, LAST_DAY, MAX_FORECAST_DAYS, check_day, check_moment
 from worker.config.policy import load_policy
 from worker.config.settings import load_settings
-from worker.errors import ConfigError, ImportRejected
+from worker.errors import ConfigError, ImportRejected, one_line
 from worker.support.stopping import SignalStop
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -165,16 +165,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = App(settings, load_policy(settings.worker_config))
         return _COMMANDS[args.command](args, app)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        print(one_line(f"configuration error: {error}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(one_line(f"error: {error}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except ImportRejected as error:
         print(f"import refused, nothing was written ({len(error.errors)} error(s)):",
               file=sys.stderr)
         for line in error.errors:
-            print(f"  {line}", file=sys.stderr)
+            print(f"  {one_line(line)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_FAILED
