@@ -7,6 +7,8 @@
 #   make lint    ruff + mypy
 #   make bench   every benchmark (scripts/bench_all.py): one table of ratios, also written
 #                to var/bench/latest.md; make bench BENCH_ARGS=--quick for a fast run
+#   make fuzz    the import file and command-line fuzzing with many more examples
+#                (FUZZ_EXAMPLES, default 3000; `make test` runs 150)
 #   make mutate  mutation check of the pure core (mutmut; slow, not part of `make test`)
 #
 # Extra pytest arguments: make test PYTEST_ARGS='-k demo -x'
@@ -28,7 +30,9 @@ MUTATE ?= 'worker.rules.*' \
 	'worker.mail.decisions.x__final__*'
 MUTATE_JOBS ?= 2
 
-.PHONY: install test demo lint bench mutate clean
+FUZZ_EXAMPLES ?= 3000
+
+.PHONY: install test demo lint bench fuzz mutate clean
 
 install: $(STAMP)
 
@@ -51,6 +55,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py \
+		--timeout=0 --hypothesis-show-statistics
 
 bench: $(STAMP)
 	$(PY) scripts/bench_all.py $(BENCH_ARGS)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.db.engine import make_engine, upgrade
+
 _SCRIPT = Path(sys.executable).parent / "renewal-worker"
 # Settings of the caller's own shell that would redirect a worker started here.
 _NOT_INHERITED = ("SMTP_URL", "WORKER_CONFIG", "HEALTH_PORT")
@@ -44,3 +46,13 @@ def run_cli(*args: str, database_url: str, cwd: Path, **env: str) -> Result:
                           env=environ(database_url, cwd / "mail", **env), cwd=cwd,
                           timeout=120, check=False)
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def migrated_sqlite(folder: Path, name: str = "worker.db") -> str:
+    """The URL of a new SQLite file under `folder` with the schema in place, as
+    `renewal-worker db upgrade` leaves it (every other command refuses a missing file)."""
+    url = f"sqlite:///{folder / name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from testkit.cli import run_cli
+from testkit.cli import migrated_sqlite, run_cli
 from testkit.net import free_port
 from worker.db.engine import make_engine, upgrade
 from worker.db.schema import PASSES
@@ -67,7 +67,7 @@ def test_check_fails_when_the_database_does_not_answer(tmp_path: Path) -> None:
 
 def test_check_is_ok_after_a_real_pass(tmp_path: Path) -> None:
     """The command an operator runs after `run --once` agrees with /healthz."""
-    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    url = migrated_sqlite(tmp_path)
     assert 0 == run_cli("run", "--once", database_url=url, cwd=tmp_path).code
     result = run_cli("check", database_url=url, cwd=tmp_path)
     assert 0 == result.code

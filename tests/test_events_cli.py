@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from testkit.cli import Result, run_cli
+from testkit.cli import Result, migrated_sqlite, run_cli
 from tests.portfolio import as_json, portfolio
 from worker.cli import main
 
@@ -124,7 +124,7 @@ def test_bad_feed_and_replay_arguments_exit_two_with_one_clear_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Every case through the command's own entry point (in process, for speed)."""
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'worker.db'}")
+    monkeypatch.setenv("DATABASE_URL", migrated_sqlite(tmp_path))
     monkeypatch.delenv("WORKER_CONFIG", raising=False)
     code = main(list(args))
     captured = capsys.readouterr()

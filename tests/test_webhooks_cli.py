@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.cli import run_cli
+from testkit.cli import migrated_sqlite, run_cli
 from testkit.http import running_receiver
 from tests.webhooks_helpers import SECRET, add_event
 from worker.db.engine import make_engine
@@ -44,7 +44,7 @@ def test_a_wrong_webhook_setting_stops_the_program_at_start(
 
 
 def test_run_once_pushes_after_mail_and_a_dry_run_pushes_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'w.db'}"
+    url = migrated_sqlite(tmp_path, "w.db")
     with running_receiver() as receiver:
         env = {"WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": SECRET}
 

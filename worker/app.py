@@ -59,10 +59,14 @@ class App:
 
     # --- the database ---------------------------------------------------------------
 
-    def engine(self, *, schema: bool = True) -> Engine:
-        """The engine of DATABASE_URL, its schema brought up to date unless told not to."""
+    def engine(self, *, schema: bool = True, create: bool = False) -> Engine:
+        """The engine of DATABASE_URL, its schema brought up to date unless told not to.
+        A SQLite file that does not exist is a ConfigError unless `create` (`db upgrade`)."""
+        from worker.config.settings import check_database_exists
         from worker.db.engine import ensure_schema, make_engine
 
+        if not create:
+            check_database_exists(self.settings)
         engine = make_engine(self.settings.database_url)
         if schema:
             ensure_schema(engine)
@@ -115,10 +119,12 @@ class App:
                  progress: Progress | None, stop: Stop) -> tuple[PassSummary, PushCounts | None]:
         """`run --once`: one pass at `moment` with its drain of the mail, then the push
         of the events (not after a dry run, nor after a pass that was stopped)."""
+        from worker.config.settings import check_mail_dir
         from worker.passes.run import run_pass
 
         if not dry_run:
             _ = self.signer  # a bad key stops the command before the pass
+            check_mail_dir(self.settings)
             self.register_webhooks(engine)
         summary = run_pass(engine, self.policy, moment, dry_run=dry_run, clock=self.clock,
                            progress=progress, stop=stop,
@@ -139,10 +145,12 @@ class App:
         """`start`: the health endpoint, then the scheduled passes and drains until a
         signal (worker.service.scheduler says how they are run and stopped)."""
         from worker.config.endpoints import configured_endpoints
+        from worker.config.settings import check_mail_dir
         from worker.service.health import serve_health, stale_after
         from worker.service.scheduler import serve
 
         _ = self.signer  # a bad DKIM key: exit 2 now, naming its domain
+        check_mail_dir(self.settings)
         engine = self.engine(schema=False)  # the schema waits for the database to answer
         stop = threading.Event()
         endpoint = None

@@ -33,3 +33,10 @@ def describe(error: BaseException) -> str:
     """One line: the error's type and the first line of its message."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: control and format characters (CR, LF, ESC, a
+    right-to-left override taken from a setting or an argument) are written as escapes,
+    so that an error never spans two lines or rewrites the operator's terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,12 +24,15 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from worker.app import App
+from worker.config.bounds import FIRST_DAY, LAST_DAY, MAX_FORECAST_DAYS, check_day, check_moment
 from worker.config.policy import load_policy
 from worker.config.settings import load_settings
-from worker.errors import ConfigError, ImportRejected
+from worker.errors import ConfigError, ImportRejected, one_line
 from worker.support.stopping import SignalStop
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+SEQ_MAX = 2**63 - 1  # event sequence numbers are BIGINT
+MAX_IMPORT_MB = 256  # an import holds ~20 bytes of memory per byte of file: 5 GB at most
 log = structlog.get_logger("worker.cli")
 
 
@@ -43,7 +47,11 @@ def _moment(text: str, option: str = "--as-of") -> datetime:
         raise BadInput(f"{option}: not an ISO 8601 moment: {text!r}") from None
     if value.tzinfo is None:
         raise BadInput(f"{option}: {text!r} has no offset (add Z or +HH:MM)")
-    return value.astimezone(UTC)
+    try:
+        return check_moment(value.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise BadInput(f"{option}: {text!r} is outside the dates the worker handles "
+                       f"({FIRST_DAY} to {LAST_DAY})") from None
 
 
 def _count(text: str, option: str, minimum: int, maximum: int | None = None) -> int:
@@ -60,9 +68,24 @@ def _count(text: str, option: str, minimum: int, maximum: int | None = None) -> 
 
 def _day(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise BadInput(f"--from: not a date (YYYY-MM-DD): {text!r}") from None
+    try:
+        return check_day(value)
+    except ValueError as error:
+        raise BadInput(f"--from: {error}") from None
+
+
+def _megabytes(text: str) -> float:
+    """--max-mb: a finite number above 0, at most MAX_IMPORT_MB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"--max-mb: not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_IMPORT_MB):
+        raise BadInput(f"--max-mb: {text} is out of range (above 0, at most {MAX_IMPORT_MB})")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="renewal-worker",
         description="Scheduled renewal and notification worker for software resellers. "
                     "The commands are described in the README, the rules in docs/rules.md.")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument("--log-level", default="info", type=str.lower,
+                        choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = commands.add_parser("db", help="database schema")
@@ -83,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
                            "and what it would ignore, and why")
     load.add_argument("--json", action="store_true",
                       help="print the report (counts, changes, notes) as JSON on stdout")
-    load.add_argument("--max-mb", type=float, default=16,
-                      help="refuse a larger file before reading it (default 16)")
+    load.add_argument("--max-mb", default="16",
+                      help=f"refuse a larger file before reading it (default 16, at most "
+                           f"{MAX_IMPORT_MB})")
 
     run = commands.add_parser("run", help="one full pass")
     run.add_argument("--once", action="store_true", required=True)
@@ -98,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv"], default="json")
 
     forecast = commands.add_parser("forecast", help="simulate one pass a day, change nothing")
-    forecast.add_argument("--days", type=int, required=True)
+    forecast.add_argument("--days", required=True, help=f"1 to {MAX_FORECAST_DAYS}")
     forecast.add_argument("--from", dest="first_day", type=str)
     forecast.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
@@ -113,13 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="exit 0 when the database answers and the newest "
                                       "pass is recent (the /healthz condition), else 1")
 
-    history = commands.add_parser("history", help="one record's story: changes, notices, "
-                                  "events")
+    history = commands.add_parser("history", help="one record's story: changes, notices, events")
     history.add_argument("ref", help="a subscription, customer, code or reseller id")
     history.add_argument("--format", choices=["table", "json"], default="table")
 
-    events = commands.add_parser("events", help="the change feed, in order (or: events "
-                                 "replay)")
+    events = commands.add_parser("events", help="the change feed, in order (or: events replay)")
     events.add_argument("--after", default="0", help="only events after this seq (default 0)")
     events.add_argument("--limit", default="100", help="at most this many (default 100)")
     events.add_argument("--format", choices=["table", "json"], default="table")
@@ -146,16 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = App(settings, load_policy(settings.worker_config))
         return _COMMANDS[args.command](args, app)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        print(one_line(f"configuration error: {error}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(one_line(f"error: {error}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except ImportRejected as error:
         print(f"import refused, nothing was written ({len(error.errors)} error(s)):",
               file=sys.stderr)
         for line in error.errors:
-            print(f"  {line}", file=sys.stderr)
+            print(f"  {one_line(line)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_FAILED
@@ -179,7 +202,7 @@ def _arm_crash_point(spec: str | None) -> None:
 def _db(args: argparse.Namespace, app: App) -> int:
     from worker.db.engine import current_revision, upgrade
 
-    engine = app.engine(schema=False)
+    engine = app.engine(schema=False, create=True)
     upgrade(engine)
     print(f"schema at revision {current_revision(engine)} (newest)", file=sys.stderr)
     return EXIT_OK
@@ -188,11 +211,12 @@ def _db(args: argparse.Namespace, app: App) -> int:
 def _import(args: argparse.Namespace, app: App) -> int:
     from worker.importing.load import import_file
 
+    max_mb = _megabytes(args.max_mb)
     engine = app.engine()
     if not args.dry_run:
         app.register_webhooks(engine)
     report = import_file(engine, args.file, app.policy, dry_run=args.dry_run,
-                         started_at=app.clock(), max_mb=args.max_mb)
+                         started_at=app.clock(), max_mb=max_mb)
     verb = "would import (nothing written)" if args.dry_run else "imported"
     print(f"{verb} {args.file}: {report}", file=sys.stderr)
     for warning in report.warnings:
@@ -263,11 +287,13 @@ def _forecast(args: argparse.Namespace, app: App) -> int:
     from worker.reports.forecast import forecast
     from worker.reports.summary import forecast_csv, forecast_json, forecast_table
 
-    if args.days < 1:
-        raise BadInput("--days: must be 1 or more")
+    days = _count(args.days, "--days", 1, MAX_FORECAST_DAYS)
     zone = ZoneInfo(app.policy.schedule.timezone)
     first_day = _day(args.first_day) if args.first_day else app.clock().astimezone(zone).date()
-    report = forecast(app.engine(), app.policy, first_day, args.days)
+    if first_day + timedelta(days=days - 1) > LAST_DAY:
+        raise BadInput(f"--days: {days} days from {first_day} go past {LAST_DAY}, the last "
+                       "date the worker handles")
+    report = forecast(app.engine(), app.policy, first_day, days)
     render: dict[str, Callable[[list[dict[str, Any]]], str]] = {
         "json": lambda days: json.dumps(forecast_json(days), indent=2, ensure_ascii=False) + "\n",
         "csv": forecast_csv, "table": forecast_table,
@@ -297,6 +323,8 @@ def _preview(args: argparse.Namespace, app: App) -> int:
         index = write_previews(args.out, args.kind, args.locale, app.policy)
     except ValueError as error:
         raise BadInput(str(error)) from None
+    except OSError as error:
+        raise BadInput(f"--out: cannot write under {args.out}: {error.strerror}") from None
     print(f"previews written; open {index}", file=sys.stderr)
     return EXIT_OK
 
@@ -317,56 +345,9 @@ def _history(args: argparse.Namespace, app: App) -> int:
 
 
 def _events(args: argparse.Namespace, app: App) -> int:
-    from worker.events.feed import MAX_LIMIT, events_after, feed_page, feed_table
+    from worker.cli.events import events_command
 
-    if args.events_action == "replay":
-        return _replay(args, app)
-    after = _count(args.after, "--after", 0)
-    limit = _count(args.limit, "--limit", 1, MAX_LIMIT)
-    with app.engine().connect() as connection:
-        if args.format == "json":
-            print(json.dumps(feed_page(connection, after, limit), indent=2, ensure_ascii=False))
-        else:
-            sys.stdout.write(feed_table(events_after(connection, after, limit)))
-    return EXIT_OK
-
-
-def _replay(args: argparse.Namespace, app: App) -> int:
-    """`events replay`: select the events (bad input: exit 2), then queue them again to
-    every configured endpoint under the same webhook-id and push them at once (no
-    endpoint configured: ConfigError, exit 2, nothing pushed)."""
-    from worker.events.feed import events_between, events_by_seq
-
-    seqs, window = _replay_selection(args)
-    engine = app.engine()
-    with engine.connect() as connection:
-        if window is None:
-            rows, missing = events_by_seq(connection, seqs)
-            if missing:
-                raise BadInput(f"events replay: no event has seq {', '.join(map(str, missing))}")
-        else:
-            rows = events_between(connection, *window)
-    if not rows:
-        print("events replay: no event in that period; nothing to replay", file=sys.stderr)
-        return EXIT_OK
-    print(f"events replay: {app.replay(engine, rows)}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _replay_selection(
-    args: argparse.Namespace,
-) -> tuple[list[int], tuple[datetime, datetime] | None]:
-    """Either sequence numbers or a period [--from, --to), never both, never neither."""
-    if args.seqs and (args.start or args.end):
-        raise BadInput("events replay: give sequence numbers or --from/--to, not both")
-    if args.seqs:
-        return [_count(text, "events replay: SEQ", 1) for text in args.seqs], None
-    if not (args.start and args.end):
-        raise BadInput("events replay: give sequence numbers, or both --from T and --to T")
-    start, end = _moment(args.start, "--from"), _moment(args.end, "--to")
-    if start >= end:
-        raise BadInput("events replay: --from must come before --to")
-    return [], (start, end)
+    return events_command(args, app)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, App], int]] = {

@@ -12,7 +12,6 @@ import tomllib
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -24,12 +23,27 @@ from pydantic import (
     model_validator,
 )
 
+from worker.config.bounds import check_locale, check_zone
 from worker.config.checks import DEFAULT_ENDPOINT, check_secret, check_url
 from worker.errors import ConfigError
 from worker.support.resources import resource_dir
 
-Days = Annotated[StrictInt, Field(ge=0)]
-PositiveDays = Annotated[StrictInt, Field(gt=0)]
+# Every number has a ceiling, so that no policy value can carry a date past the year
+# 9999, a timer past what the platform sleeps, or a loop past what a pass can do.
+MAX_DAYS = 3660  # ten years
+MAX_MONTHS = 120  # ten years
+MAX_HOURS = 24 * 366  # a year
+MAX_MINUTES = 7 * 24 * 60  # a week: the longest interval or delay between two attempts
+MAX_SECONDS = 3600  # an hour: heartbeats, shutdown
+MAX_COUNT = 100_000  # batches, listed names, codes a day
+
+Days = Annotated[StrictInt, Field(ge=0, le=MAX_DAYS)]
+PositiveDays = Annotated[StrictInt, Field(gt=0, le=MAX_DAYS)]
+Months = Annotated[StrictInt, Field(gt=0, le=MAX_MONTHS)]
+Hours = Annotated[StrictInt, Field(ge=0, le=MAX_HOURS)]
+Minutes = Annotated[StrictInt, Field(gt=0, le=MAX_MINUTES)]
+Seconds = Annotated[StrictInt, Field(gt=0, le=MAX_SECONDS)]
+Count = Annotated[StrictInt, Field(gt=0, le=MAX_COUNT)]
 SEGMENTS = ("commercial", "education", "government")
 
 
@@ -49,20 +63,20 @@ def _parse_clock(value: Any) -> time:
 
 
 def _check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r}") from None
-    return value
+    return check_zone(value)
+
+
+def _check_locale(value: str) -> str:
+    return check_locale(value)
 
 
 class RenewalPolicy(_Section):
     upcoming_days_before: Days = 45
     window_days_before: Days = 30
-    reminder_days_before: tuple[Days, ...] = (7, 1)
-    notice_min_term_months: PositiveDays = 12
-    after_extended_term_months: PositiveDays = 12
-    max_term_months: dict[str, PositiveDays] = Field(
+    reminder_days_before: Annotated[tuple[Days, ...], Field(max_length=20)] = (7, 1)
+    notice_min_term_months: Months = 12
+    after_extended_term_months: Months = 12
+    max_term_months: dict[str, Months] = Field(
         default_factory=lambda: {"commercial": 36, "education": 48, "government": 48}
     )
 
@@ -77,6 +91,13 @@ class RenewalPolicy(_Section):
             raise ValueError(f"missing segment {missing[0]!r}")
         return value
 
+    @model_validator(mode="after")
+    def _in_order(self) -> RenewalPolicy:
+        if self.window_days_before > self.upcoming_days_before:
+            raise ValueError("window_days_before must not exceed upcoming_days_before (the "
+                             "window opens after the first notice)")
+        return self
+
     def notice_offsets(self) -> tuple[tuple[int, str], ...]:
         """(days before AD, kind) of the renewal family, earliest first."""
         offsets = {self.upcoming_days_before: "renewal_upcoming"}
@@ -90,20 +111,41 @@ class GracePolicy(_Section):
     lapse_after_days: Days = 14
     ending_notice_days_before_lapse: Days = 3
 
+    @model_validator(mode="after")
+    def _in_grace(self) -> GracePolicy:
+        if self.ending_notice_days_before_lapse > self.lapse_after_days:
+            raise ValueError("ending_notice_days_before_lapse must not exceed "
+                             "lapse_after_days (the notice falls within the grace period)")
+        return self
+
 
 class PaymentPolicy(_Section):
     late_after_days: PositiveDays = 31
     suspended_after_days: PositiveDays = 61
 
+    @model_validator(mode="after")
+    def _late_first(self) -> PaymentPolicy:
+        if self.suspended_after_days <= self.late_after_days:
+            raise ValueError("suspended_after_days must be more than late_after_days (a "
+                             "customer is late before being suspended)")
+        return self
+
 
 class CodePolicy(_Section):
-    valid_hours: PositiveDays = 72
-    expiring_notice_hours_before: Days = 24
-    max_per_reseller_per_day: PositiveDays = 5
+    valid_hours: Annotated[StrictInt, Field(gt=0, le=MAX_HOURS)] = 72
+    expiring_notice_hours_before: Hours = 24
+    max_per_reseller_per_day: Count = 5
+
+    @model_validator(mode="after")
+    def _warned_while_valid(self) -> CodePolicy:
+        if self.expiring_notice_hours_before >= self.valid_hours:
+            raise ValueError("expiring_notice_hours_before must be less than valid_hours "
+                             "(the warning falls while the code is valid)")
+        return self
 
 
 class InvitationPolicy(_Section):
-    reminder_days_after: tuple[PositiveDays, ...] = (7, 14)
+    reminder_days_after: Annotated[tuple[PositiveDays, ...], Field(max_length=20)] = (7, 14)
 
 
 class CatchUpPolicy(_Section):
@@ -117,7 +159,7 @@ class BucketPolicy(_Section):
 
 class DigestPolicy(_Section):
     send_from: time = time(8, 0)
-    max_listed_per_group: Days = 50
+    max_listed_per_group: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] = 50
 
     _clock = field_validator("send_from", mode="before")(_parse_clock)
 
@@ -131,11 +173,11 @@ class SendWindowPolicy(_Section):
 
 class SchedulePolicy(_Section):
     timezone: str = "UTC"
-    pass_every_minutes: PositiveDays = 15
-    deliver_every_minutes: PositiveDays = 1
+    pass_every_minutes: Annotated[StrictInt, Field(gt=0, le=1440)] = 15
+    deliver_every_minutes: Annotated[StrictInt, Field(gt=0, le=1440)] = 1
     forecast_pass_at: time = time(12, 0)
-    heartbeat_seconds: PositiveDays = 30
-    abandon_after_minutes: PositiveDays = 10
+    heartbeat_seconds: Seconds = 30
+    abandon_after_minutes: Minutes = 10
 
     _zone = field_validator("timezone")(_check_zone)
     _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
@@ -149,14 +191,14 @@ class SchedulePolicy(_Section):
 
 
 class ShutdownPolicy(_Section):
-    within_seconds: PositiveDays = 25
+    within_seconds: Seconds = 25
 
 
 class DeliveryPolicy(_Section):
-    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+    retry_delays_minutes: Annotated[tuple[Minutes, ...], Field(max_length=100)] = (
         5, 15, 30, 60, 120, 240, 480, 720, 1440)
-    lease_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 15
-    batch: PositiveDays = 200
+    lease_minutes: Annotated[float, Field(gt=0, le=1440, allow_inf_nan=False)] = 15
+    batch: Count = 200
     connections: Annotated[StrictInt, Field(gt=0, le=100)] = 4
     hold_after_unrecorded_claims: Annotated[StrictInt, Field(ge=1, le=100)] = 3
 
@@ -192,12 +234,12 @@ class WebhookEndpointPolicy(_Section):
 
 
 class WebhookPolicy(_Section):
-    retry_delays_minutes: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (
+    retry_delays_minutes: Annotated[tuple[Minutes, ...], Field(max_length=100)] = (
         1, 5, 30, 120, 300, 600, 1200, 1440, 1440, 1440)
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
-    lease_minutes: PositiveDays = 5
-    batch: PositiveDays = 200
-    concurrency: PositiveDays = 8
+    lease_minutes: Annotated[StrictInt, Field(gt=0, le=1440)] = 5
+    batch: Count = 200
+    concurrency: Annotated[StrictInt, Field(gt=0, le=100)] = 8
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     hold_after_unrecorded_claims: Annotated[StrictInt, Field(ge=1, le=100)] = 3
     endpoints: tuple[WebhookEndpointPolicy, ...] = ()
@@ -229,6 +271,7 @@ class SenderPolicy(_Section):
     default_timezone: str = "UTC"
 
     _zone = field_validator("default_timezone")(_check_zone)
+    _locale = field_validator("default_locale")(_check_locale)
 
 
 _DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -319,12 +362,26 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+MAX_POLICY_BYTES = 1_000_000  # a policy file is a page of settings, not a data set
+
+
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A readable TOML file of reasonable size; anything else is a ConfigError naming
+    `what` (a folder, a device, a binary file, a file that cannot be read)."""
     try:
+        if not path.is_file():
+            problem = "no such file" if not path.exists() else "not a regular file"
+            raise ConfigError(what, f"{problem}: {path}")
         with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(what, f"file not found: {path}") from None
+            raw = handle.read(MAX_POLICY_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(what, f"cannot read {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise ConfigError(what, f"{path} is larger than {MAX_POLICY_BYTES // 1000} kB")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(what, f"{path} is not UTF-8 text (byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(what, f"{path} is not valid TOML ({error})") from None
 

@@ -5,11 +5,14 @@ Business policy (days, thresholds) lives apart, in `worker.config.policy`.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from worker.config.checks import check_secret, check_url
 from worker.errors import ConfigError
@@ -92,18 +95,34 @@ class Settings(BaseModel):
 
 
 def normalise_database_url(value: str) -> str:
-    """Accept sqlite and PostgreSQL URLs; `postgres://` becomes `postgresql+psycopg://`."""
+    """Accept sqlite and PostgreSQL URLs; `postgres://` becomes `postgresql+psycopg://`.
+    A URL that SQLAlchemy or the URL parser cannot read (`postgres://u@[::1/x`, a port
+    out of range) is refused here rather than when the first command connects."""
     scheme, sep, rest = value.partition("://")
     if not sep:
         raise ValueError(f"not a URL: {value!r}")
     driver = scheme.split("+", 1)[0]
-    if driver == "sqlite":
-        return value
     if driver in ("postgres", "postgresql"):
         if scheme in ("postgres", "postgresql"):
             scheme = "postgresql+psycopg"
-        return f"{scheme}://{rest}"
-    raise ValueError(f"unknown scheme {scheme!r} (expected sqlite:// or postgresql://)")
+        value = f"{scheme}://{rest}"
+    elif driver != "sqlite":
+        raise ValueError(f"unknown scheme {scheme!r} (expected sqlite:// or postgresql://)")
+    try:
+        make_url(value)
+        urlsplit(value).port  # noqa: B018 - parsing the port is the check
+    except (ArgumentError, ValueError) as error:
+        raise ValueError(f"malformed URL ({str(error).splitlines()[0]})") from None
+    return value
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or str(url.database).startswith("file:"):
+        return None
+    return Path(str(url.database))
 
 
 _ENV_KEYS = {
@@ -134,3 +153,31 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if settings.webhook_url and not settings.webhook_secret:
         raise ConfigError("WEBHOOK_SECRET", "required with WEBHOOK_URL (whsec_ followed by base64)")
     return settings
+
+
+def check_mail_dir(settings: Settings) -> None:
+    """Without SMTP_URL every message is a file under WORKER_MAIL_DIR: the folder must
+    exist (it is created when missing) and take a file, checked before anything is
+    queued, so that a typo (`/dev/null/mail`) stops the command instead of every notice
+    retrying until it is dead."""
+    if settings.smtp_url is not None:
+        return
+    folder = settings.mail_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as error:
+        raise ConfigError("WORKER_MAIL_DIR", f"cannot write messages under {folder}: "
+                                             f"{error.strerror or error}") from None
+
+
+def check_database_exists(settings: Settings) -> None:
+    """A SQLite file must exist for every command but `db upgrade`: a mistyped path
+    would otherwise become a new, empty database that every command reads as nothing."""
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.is_file():
+        missing = "folder" if not path.parent.is_dir() else "file"
+        raise ConfigError("DATABASE_URL", f"no SQLite database at {path} (the {missing} does "
+                                          "not exist; create it with `renewal-worker db "
+                                          "upgrade`)")

@@ -85,22 +85,31 @@ def _subscription_dates(merged: Merged, problems: Problems) -> None:
 
 
 def _subscription_terms(merged: Merged, world: World, problems: Problems) -> None:
+    """Terms, pending changes and renewals within the segment's cap on a term (004). A
+    customer whose segment is not known yet gets the largest cap: no term or renewal is
+    ever unbounded (5,000 renewal years would carry the anniversary past year 9999)."""
     row, record = merged.row, merged.record
     customer_id = row.get("customer_id")
     customer = world.row("customers", customer_id)
-    if customer is None or not world.sound("customers", customer_id, "segment"):
+    if customer is not None and not world.sound("customers", customer_id, "segment"):
         return
-    segment = customer.get("segment")
-    maximum = world.policy.renewal.max_term_months.get(segment or "")
-    if maximum is None:
-        return
+    caps = world.policy.renewal.max_term_months
+    segment = (customer or {}).get("segment")
+    maximum = caps.get(segment or "", max(caps.values()))
+    whom = f"a {segment} customer" if segment in caps else "any customer"
     checks = (("term_months", row.get("term_months"), record.where.field("term_months")),
               ("pending_change", row.get("pending_term_months"),
                record.where.field("pending_change").field("term_months")))
     for name, months, where in checks:
         if months is not None and record.sound(name) and months > maximum:
             problems.error(where, f"{months} months is above the maximum of {maximum} "
-                                  f"for a {segment} customer")
+                                  f"for {whom}")
+    years = row.get("renewal_years")
+    if years is not None and record.carries("renewal") and record.sound("renewal") \
+            and years * 12 > maximum:
+        problems.error(record.where.field("renewal").field("years"),
+                       f"{years} years is above the longest term of {maximum} months "
+                       f"for {whom}")
 
 
 def _not_before(merged: Merged, later: str, earlier: str, problems: Problems) -> None:

@@ -8,14 +8,23 @@ integer. Dates are "YYYY-MM-DD" strings; timestamps are ISO 8601 with an offset 
 from __future__ import annotations
 
 import re
-import zoneinfo
+import unicodedata
 from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from email_validator import EmailNotValidError, validate_email
+
+from worker.config.bounds import (
+    check_day,
+    check_locale,
+    check_moment,
+    check_zone,
+    hidden_character,
+    visible,
+)
 
 Converter = Callable[[Any], Any]
 
@@ -33,7 +42,6 @@ _COUNTRY = re.compile(r"[A-Za-z]{2}")
 _NOT_COUNTRIES = frozenset({"AC", "CP", "CQ", "DG", "EA", "IC", "TA", "EU", "EZ", "UN",
                             "QO", "XA", "XB", "ZZ"})
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class Invalid(Exception):
@@ -75,8 +83,10 @@ def string(value: Any, max_length: int) -> str:
 
     Control characters (C0, DEL, C1: NUL is refused by PostgreSQL, CR and LF split a
     header), the line and paragraph separators U+2028/U+2029 (Python's `splitlines`
-    breaks on them) and unpaired surrogates (`"\\ud800"` decodes but is not UTF-8) are
-    refused wherever they are.
+    breaks on them), unpaired surrogates (`"\\ud800"` decodes but is not UTF-8) and
+    invisible format characters (zero-width space, byte-order mark, bidirectional marks:
+    `"c1\\u200b"` would be a second customer that looks like `"c1"`) are refused
+    wherever they are (`worker.config.bounds`).
     """
     if not isinstance(value, str):
         raise Invalid(f"must be a string, not {json_type(value)}")
@@ -84,9 +94,10 @@ def string(value: Any, max_length: int) -> str:
         raise Invalid("must not be empty")
     if len(value) > max_length:
         raise Invalid(f"is too long ({len(value)} characters; at most {max_length})")
-    unsafe = _UNSAFE.search(value)
-    if unsafe is not None:
-        raise Invalid(_unsafe_message(unsafe.group(), unsafe.start()))
+    hidden = hidden_character(value)
+    if hidden is not None:
+        at, char = hidden
+        raise Invalid(_unsafe_message(char, at))
     return value
 
 
@@ -97,7 +108,10 @@ def _unsafe_message(char: str, at: int) -> str:
         return f"must not contain an unpaired surrogate (U+{ord(char):04X} at {at})"
     if char in "\u2028\u2029":
         return f"must not contain a line separator (U+{ord(char):04X} at {at})"
-    return f"must not contain a control character (U+{ord(char):04X} at {at})"
+    if unicodedata.category(char) == "Cc":
+        return f"must not contain a control character (U+{ord(char):04X} at {at})"
+    return (f"must not contain an invisible character "
+            f"(U+{ord(char):04X} {unicodedata.name(char, 'unnamed')} at {at})")
 
 
 def identifier(value: Any) -> str:
@@ -112,7 +126,10 @@ def name(max_length: int) -> Converter:
     """A name that may go into an email header: no line break, no encoded word (`=?`)."""
 
     def convert(value: Any) -> str:
-        return _no_encoded_word(string(value, max_length))
+        text = _no_encoded_word(string(value, max_length))
+        if not visible(text):
+            raise Invalid(f"must show at least one letter, digit or sign (got {shown(text)})")
+        return text
 
     return convert
 
@@ -127,10 +144,13 @@ def _no_encoded_word(text: str) -> str:
 
 @lru_cache(maxsize=65_536)
 def _normalised_email(text: str) -> str:
-    return validate_email(text, check_deliverability=False).normalized
+    return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
 
 
 def email(value: Any) -> str:
+    """An address the SMTP path can send to: the local part (before `@`) in ASCII, since
+    the transport does not speak SMTPUTF8; an internationalised domain is fine (it is
+    written in ASCII, as IDNA, in the headers and the envelope)."""
     text = _no_encoded_word(string(value, 320))
     try:
         return _normalised_email(text)
@@ -138,30 +158,23 @@ def email(value: Any) -> str:
         raise Invalid(f"not a valid email address {text!r}: {error}") from None
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def timezone(value: Any) -> str:
+    """An IANA timezone naming a place (not `localtime`, not `Factory`)."""
     text = string(value, 64)
-    if text not in _zones():
-        raise Invalid(f"unknown timezone {text!r}")
-    return text
-
-
-@lru_cache(maxsize=1024)
-def _locale(text: str) -> str:
-    return str(Locale.parse(text.replace("-", "_")))
+    try:
+        return check_zone(text)
+    except ValueError as error:
+        raise Invalid(str(error)) from None
 
 
 def locale(value: Any) -> str:
-    """`fr`, `fr_CA` or `fr-CA`; stored as Babel writes it (`fr_CA`)."""
+    """`fr`, `fr_CA` or `fr-CA` naming a real language; stored as Babel writes it
+    (`fr_CA`)."""
     text = string(value, 32)
     try:
-        return _locale(text)
-    except (UnknownLocaleError, ValueError, TypeError):
-        raise Invalid(f"unknown locale {text!r}") from None
+        return check_locale(text)
+    except ValueError as error:
+        raise Invalid(str(error)) from None
 
 
 @lru_cache(maxsize=1)
@@ -216,9 +229,13 @@ def day(value: Any) -> date:
     if not _DATE.fullmatch(value):
         raise Invalid(f'must be a date written "YYYY-MM-DD" (got {shown(value)})')
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise Invalid(f"impossible date {value!r}") from None
+    try:
+        return check_day(parsed)
+    except ValueError as error:
+        raise Invalid(str(error)) from None
 
 
 def moment(value: Any) -> datetime:
@@ -232,6 +249,10 @@ def moment(value: Any) -> datetime:
     if match.group("offset") is None:
         raise Invalid(f"needs a UTC offset or Z (got {value!r})")
     try:
-        return datetime.fromisoformat(value).astimezone(UTC)
+        parsed = datetime.fromisoformat(value).astimezone(UTC)
     except (ValueError, OverflowError):
         raise Invalid(f"impossible timestamp {value!r}") from None
+    try:
+        return check_moment(parsed)
+    except ValueError as error:
+        raise Invalid(str(error)) from None

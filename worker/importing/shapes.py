@@ -36,6 +36,7 @@ class Field:
     shape: Shape | None = None
     many: bool = False
     required: bool = False
+    max_items: int = 0  # for a list (`many`): at most this many objects
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _read_value(raw: Any, spec: Field, where: Where, key: str,
             return False, None
     assert spec.shape is not None
     if spec.many:
-        return _read_list(raw, spec.shape, where.field(key), problems)
+        return _read_list(raw, spec.shape, where.field(key), problems, spec.max_items)
     return _read_nested(raw, spec.shape, where.field(key), problems)
 
 
@@ -126,10 +127,13 @@ def _read_nested(raw: Any, shape: Shape, where: Where,
     return not reading.bad, reading.values
 
 
-def _read_list(raw: Any, shape: Shape, where: Where,
-               problems: Problems) -> tuple[bool, list[dict[str, Any]]]:
+def _read_list(raw: Any, shape: Shape, where: Where, problems: Problems,
+               max_items: int) -> tuple[bool, list[dict[str, Any]]]:
     if not isinstance(raw, list):
         problems.error(where, f"must be a list of objects, not {f.json_type(raw)}")
+        return False, []
+    if len(raw) > max_items:
+        problems.error(where, f"too many entries ({len(raw)}; at most {max_items})")
         return False, []
     items: list[dict[str, Any]] = []
     ok = True
@@ -166,6 +170,9 @@ _ID = _scalar(f.identifier, required=True)
 _PERSON = Shape({"name": _scalar(f.name(300), required=True),
                  "email": _scalar(f.email, required=True)})
 _MANAGER = Shape({"id": _ID, **_PERSON.fields}, unique="id")
+_ADMIN = Shape(_PERSON.fields, unique="email")  # the same person twice would get two copies
+MAX_ADMINS = 50  # contacts of one customer: every notice goes to each
+MAX_MANAGERS = 1000  # account managers of one reseller
 
 RESELLER = Shape({
     "id": _ID,
@@ -175,7 +182,7 @@ RESELLER = Shape({
     "reply_to": _scalar(f.email),
     "locale": _scalar(f.locale),
     "timezone": _scalar(f.timezone),
-    "account_managers": Field(shape=_MANAGER, many=True),
+    "account_managers": Field(shape=_MANAGER, many=True, max_items=MAX_MANAGERS),
 })
 
 CUSTOMER = Shape({
@@ -187,7 +194,7 @@ CUSTOMER = Shape({
     "locale": _scalar(f.locale),
     "country": _scalar(f.country),
     "managed_by": _scalar(f.identifier),
-    "admins": Field(shape=_PERSON, many=True),
+    "admins": Field(shape=_ADMIN, many=True, max_items=MAX_ADMINS),
     "account_state": _scalar(f.one_of(ACCOUNT_STATES)),
     "invitation": Field(shape=Shape({
         "status": _scalar(f.one_of(INVITATION_STATES), required=True),

@@ -249,25 +249,38 @@ def _each(
     rows: Sequence[Row[Any]], record_type: str, table: str, batch: Batch,
     summary: PassSummary, evaluate_one: Callable[[Row[Any]], None],
 ) -> None:
-    """Evaluate row by row; a broken record is named, marked and skipped."""
+    """Evaluate row by row; a broken record is named, marked and skipped.
+
+    The reason is stored on the record (`error`, counted by `status`). It is logged as a
+    warning, with the traceback of an unexpected error, the first time only: a later
+    pass that meets the same record failing the same way names it in its summary and
+    logs one debug line, instead of a traceback at every pass."""
     for row in rows:
         summary.evaluated[record_type] += 1
         try:
             evaluate_one(row)
         except RecordError as error:
-            _failed(batch, summary, record_type, table, row.id, str(error))
+            _failed(batch, summary, (record_type, table, row), str(error), None)
         except Exception as error:  # one broken record never stops the others
-            log.exception("record_failed", record=record_type, id=row.id)
-            _failed(batch, summary, record_type, table, row.id,
-                    f"{record_type} {row.id}: {type(error).__name__}: {error}")
+            _failed(batch, summary, (record_type, table, row),
+                    f"{record_type} {row.id}: {type(error).__name__}: {error}", error)
 
 
 def _failed(
-    batch: Batch, summary: PassSummary, record_type: str, table: str, row_id: str, reason: str
+    batch: Batch, summary: PassSummary, what: tuple[str, str, Row[Any]], reason: str,
+    unexpected: Exception | None,
 ) -> None:
-    log.warning("record_skipped", record=record_type, id=row_id, reason=reason)
-    summary.errors.append({"record": record_type, "id": row_id, "reason": reason})
-    batch.update(table, row_id, error=reason[:2000])
+    record_type, table, row = what
+    reason = " ".join(reason.split())[:2000]  # one line, whatever the error said
+    if getattr(row, "error", None) == reason:
+        log.debug("record_still_skipped", record=record_type, id=row.id, reason=reason)
+    elif unexpected is not None:
+        log.warning("record_skipped", record=record_type, id=row.id, reason=reason,
+                    exc_info=unexpected)
+    else:
+        log.warning("record_skipped", record=record_type, id=row.id, reason=reason)
+    summary.errors.append({"record": record_type, "id": row.id, "reason": reason})
+    batch.update(table, row.id, error=reason)
 
 
 def _subscriptions(

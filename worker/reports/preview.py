@@ -13,9 +13,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from worker.config.bounds import check_locale
 from worker.config.policy import Policy
 from worker.mail.messages import message_bytes, message_id_for
-from worker.mail.render import parse_locale, render_notification
+from worker.mail.render import render_notification
 from worker.mail.samples import SAMPLE_MOMENT, sample_rows
 from worker.rules.notices import KINDS
 
@@ -46,10 +47,7 @@ def preview_locales(locale: str | None) -> tuple[str, ...]:
     """French and English, or the one locale named (normalised: fr-CA -> fr_CA)."""
     if locale is None:
         return DEFAULT_LOCALES
-    parsed = parse_locale(locale)
-    if parsed is None:
-        raise ValueError(f"unknown locale {locale!r}")
-    return (str(parsed),)
+    return (check_locale(locale),)  # ValueError: the same locales as the import
 
 
 def _write_one(out_dir: Path, row: dict[str, Any]) -> Preview:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, distinct, func, select
 
 from worker.db.schema import (
     BOUNCE_REPORTS,
+    CODES,
     CUSTOMERS,
     NOTIFICATIONS,
     PASSES,
@@ -28,8 +29,9 @@ from worker.webhooks.store import webhook_status
 def dashboard(connection: Connection, senders: Senders | None = None) -> dict[str, Any]:
     """Subscriptions per bucket, customers per standing, notices per delivery state,
     pass rows per outcome (`running`, `failed` and `abandoned` ones show up here),
-    webhook deliveries per state and each endpoint's state, and the mail's standing
-    (`mail_standing`)."""
+    records the last pass that met them could not evaluate (each named, with its reason,
+    in that pass's summary and its `history`), webhook deliveries per state and each
+    endpoint's state, and the mail's standing (`mail_standing`)."""
     s, c, n, p = SUBSCRIPTIONS.c, CUSTOMERS.c, NOTIFICATIONS.c, PASSES.c
     return {
         "subscriptions": dict(
@@ -45,6 +47,7 @@ def dashboard(connection: Connection, senders: Senders | None = None) -> dict[st
             select(p.outcome, func.count())
             .where(p.dry_run.is_(False), p.trigger != "forecast").group_by(p.outcome)
         ).tuples().all()),
+        "unprocessable": unprocessable(connection),
         "webhooks": webhook_status(connection),
         "mail": mail_standing(connection, senders or Senders()),
     }
@@ -60,3 +63,12 @@ def mail_standing(connection: Connection, senders: Senders) -> dict[str, Any]:
                                 .where(BOUNCE_REPORTS.c.permanent.is_(True)))
     return {"unsigned_domains": senders.unsigned(emails), "suppressed": int(suppressed or 0),
             "bounced": int(bounced or 0)}
+
+
+def unprocessable(connection: Connection) -> dict[str, int]:
+    """Records per kind whose last evaluation failed (their `error` is set)."""
+    tables = {"subscription": SUBSCRIPTIONS, "customer": CUSTOMERS, "code": CODES}
+    counts = {kind: connection.execute(select(func.count()).select_from(table)
+                                       .where(table.c.error.is_not(None))).scalar_one()
+              for kind, table in tables.items()}
+    return {kind: count for kind, count in counts.items() if count}

@@ -78,7 +78,8 @@ def render_dashboard(board: dict[str, Any]) -> str:
     titles = {"subscriptions": "Subscriptions per bucket",
               "customers": "Customers per payment standing",
               "notifications": "Notices per delivery state",
-              "passes": "Passes per outcome"}
+              "passes": "Passes per outcome",
+              "unprocessable": "Records the passes cannot evaluate"}
     lines: list[str] = []
     for section, title in titles.items():
         counts = board.get(section, {})
