@@ -52,7 +52,7 @@ def _dkim(args: argparse.Namespace, app: App) -> int:
     the DNS record printed on stdout, the `[[dkim]]` table to add on stderr."""
     from pydantic import ValidationError
 
-    from worker.config.policy import DkimKeyPolicy
+    from worker.config.mailing import DkimKeyPolicy
     from worker.errors import ConfigError
     from worker.mail.dkim import dns_record, generate, read_key
 

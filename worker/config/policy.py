@@ -7,15 +7,12 @@ argument and never read files or the environment themselves.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictInt,
     ValidationError,
@@ -25,6 +22,8 @@ from pydantic import (
 
 from worker.config.bounds import check_locale, check_zone
 from worker.config.checks import DEFAULT_ENDPOINT, check_secret, check_url
+from worker.config.mailing import DkimKeyPolicy, MailPolicy, address_domain
+from worker.config.section import Section as _Section
 from worker.errors import ConfigError
 from worker.support.resources import resource_dir
 
@@ -47,10 +46,6 @@ Count = Annotated[StrictInt, Field(gt=0, le=MAX_COUNT)]
 SEGMENTS = ("commercial", "education", "government")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 def _parse_clock(value: Any) -> time:
     if isinstance(value, time):
         return value
@@ -60,14 +55,6 @@ def _parse_clock(value: Any) -> time:
         return time.fromisoformat(value)
     except ValueError:
         raise ValueError(f"not a time of day: {value!r} (expected \"HH:MM\")") from None
-
-
-def _check_zone(value: str) -> str:
-    return check_zone(value)
-
-
-def _check_locale(value: str) -> str:
-    return check_locale(value)
 
 
 class RenewalPolicy(_Section):
@@ -179,7 +166,7 @@ class SchedulePolicy(_Section):
     heartbeat_seconds: Seconds = 30
     abandon_after_minutes: Minutes = 10
 
-    _zone = field_validator("timezone")(_check_zone)
+    _zone = field_validator("timezone")(check_zone)
     _clock = field_validator("forecast_pass_at", mode="before")(_parse_clock)
 
     @model_validator(mode="after")
@@ -270,52 +257,8 @@ class SenderPolicy(_Section):
     default_locale: str = "en"
     default_timezone: str = "UTC"
 
-    _zone = field_validator("default_timezone")(_check_zone)
-    _locale = field_validator("default_locale")(_check_locale)
-
-
-_DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
-
-
-def _check_domain(value: str | None) -> str | None:
-    if value is not None and not (_DOMAIN.fullmatch(value) and len(value) <= 253):
-        raise ValueError(f"not a domain name in lowercase ASCII: {value!r}")
-    return value
-
-
-def _address_domain(value: str) -> str:
-    local, at, domain = value.rpartition("@")
-    if not at or not local or any(ch.isspace() or ch in "<>,;\"" for ch in value):
-        raise ValueError(f"not an email address: {value!r}")
-    return domain.lower()
-
-
-class DkimKeyPolicy(_Section):
-    """One `[[dkim]]` table: the key that signs mail `From` this domain."""
-
-    domain: str
-    selector: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?"
-                                           r"(\.[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)*$")]
-    key_file: Path
-
-    _domain = field_validator("domain")(_check_domain)
-
-
-class MailPolicy(_Section):
-    """`[mail]`: the sender that passes DMARC for domains without a key, and the domain
-    whose envelope senders name each notice and recipient (README, "Deliverability")."""
-
-    fallback_from: str | None = None
-    bounce_domain: str | None = None
-
-    _domain = field_validator("bounce_domain")(_check_domain)
-
-    @field_validator("fallback_from")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            _address_domain(value)
-        return value
+    _zone = field_validator("default_timezone")(check_zone)
+    _locale = field_validator("default_locale")(check_locale)
 
 
 class Policy(_Section):
@@ -343,7 +286,7 @@ class Policy(_Section):
             if domains.count(domain) > 1:
                 raise ValueError(f"dkim: the domain {domain!r} has two keys")
         fallback = self.mail.fallback_from
-        if fallback is not None and _address_domain(fallback) not in domains:
+        if fallback is not None and address_domain(fallback) not in domains:
             raise ValueError(f"mail.fallback_from: {fallback!r} is on a domain without a "
                              "[[dkim]] key, so it would not pass DMARC either")
         return self

@@ -45,7 +45,8 @@ import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
-from worker.config.policy import DkimKeyPolicy, Policy
+from worker.config.mailing import DkimKeyPolicy
+from worker.config.policy import Policy
 from worker.errors import ConfigError
 
 MIN_RSA_BITS = 2048
