@@ -132,3 +132,12 @@ def policy() -> Policy:
 def _no_outage_left_over() -> None:
     """The process's outage log starts each test with the database up."""
     OUTAGES.reset()
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite file only, for tests that need no PostgreSQL twin."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()

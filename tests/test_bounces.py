@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tests.bounce_reports import FORMS, Bounced, mangled, postfix, vacation
 from tests.portfolio import as_json, portfolio
 from worker.config.policy import Policy, build_policy
 from worker.config.settings import Settings
-from worker.db.engine import make_engine, upgrade
+from worker.db.engine import make_engine
 from worker.db.schema import EVENTS, NOTIFICATIONS, SUPPRESSIONS
 from worker.importing.load import import_data
 from worker.mail.bounces.parse import read_report
@@ -42,14 +41,6 @@ A, B = "paul@dupont.example", "marie@dupont.example"
 DOMAIN = "bounces.relay.example"
 WITH_TOKENS = build_policy({"mail": {"bounce_domain": DOMAIN}})
 PLAIN = build_policy({})
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def send(engine: Engine, policy: Policy, recipients: tuple[str, ...] = (A, B),

@@ -8,7 +8,7 @@ The DNS answer is given to the verifier (`dnsfunc`): no test asks a real resolve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -43,14 +43,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["rsa"].write_bytes(generate("rsa"))
     paths["ed25519"].write_bytes(generate("ed25519"))
     return paths
-
-
-@pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def policy_with(keys: dict[str, Path], **mail: str) -> Policy:
@@ -200,8 +192,10 @@ def test_run_stops_at_start_with_exit_2_when_a_key_cannot_be_read(tmp_path: Path
     config = tmp_path / "worker.toml"
     config.write_text('[[dkim]]\ndomain = "nuage.example"\nselector = "s"\n'
                       f'key_file = "{tmp_path / "missing.key"}"\n')
-    done = run_cli("run", "--once", database_url=f"sqlite:///{tmp_path / 'w.db'}",
-                   cwd=tmp_path, WORKER_CONFIG=str(config))
+    database_url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert 0 == run_cli("db", "upgrade", database_url=database_url, cwd=tmp_path).code
+    done = run_cli("run", "--once", database_url=database_url, cwd=tmp_path,
+                   WORKER_CONFIG=str(config))
     assert done.code == 2
     assert "configuration error: dkim nuage.example: cannot read the key file" in done.stderr
 
