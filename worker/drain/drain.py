@@ -75,6 +75,12 @@ class Queue(Protocol[I, S]):
     table: Table  # its rows: `id`, `claim_token`, `claimed_until`, `unsettled_claims`
     schedule: RetrySchedule
     concurrency: int  # items sent at once
+    # Outcomes that may wait for their commit: what a SIGKILL can send again is this
+    # plus `concurrency` - 1 in flight. The mail keeps it at 2 x concurrency - 1 (10 in
+    # all with 4 connections); the webhooks, whose receivers de-duplicate on the
+    # webhook-id, group more outcomes per commit.
+    unrecorded: int
+    linger: float  # seconds a commit waits for more outcomes after the first in hand
 
     def claim(self, connection: Connection, token: str, size: int) -> list[I]:
         """Lease up to `size` due items to `token` (those claimed too often are held)."""
@@ -105,10 +111,10 @@ class Drain(Generic[I, S]):
         self.queue, self.clock, self.limit, self.stop = queue, clock, limit, stop
         self.token = uuid.uuid4().hex
         self.database = Database(engine, component=queue.component)
-        # Outcomes waiting for a commit plus sends in flight stay under 3 x concurrency
-        # - 2 (10 with 4 connections): the most a SIGKILL can send twice.
+        # Outcomes waiting for a commit plus sends in flight stay under `unrecorded` +
+        # `concurrency` - 1: the most a SIGKILL can send twice.
         self.writer: OutcomeWriter[S] = OutcomeWriter(
-            self.database, queue.write, most=2 * max(1, queue.concurrency) - 1)
+            self.database, queue.write, most=max(1, queue.unrecorded), linger=queue.linger)
         self._handled = 0
         self._broken: BaseException | None = None  # a send raised: the drain ends with it
         self._unsettled: set[int] = set()  # tried, no settlement (a send that raised)

@@ -130,6 +130,8 @@ class MailQueue:
         self.signer = signer if signer is not None else Signer.from_policy(policy)
         self.senders = Senders.from_policy(policy)
         self.concurrency = max(1, mailer.concurrency)
+        self.unrecorded = 2 * self.concurrency - 1  # 10 sent twice at most per kill, with 4
+        self.linger = 0.005  # a group of 7 fills in about that at full speed
         self.counts = DeliveryCounts(transport=mailer.description)
 
     def claim(self, connection: Connection, token: str, size: int) -> list[Due]:
