@@ -216,7 +216,7 @@ class Drain(Generic[I, S]):
             self._broken = self._broken or error
             return
         if settlement is not None:
-            self.writer.add(settlement)
+            self.record(settlement)
 
     def _failure(self) -> BaseException | None:
         """What ends the drain early: a writer stopped for good, or a send that raised."""
